@@ -1,0 +1,57 @@
+"""Dataclass configs that round-trip through JSON (release weights keep their config beside them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="JsonConfig")
+
+
+@dataclasses.dataclass
+class JsonConfig:
+    """Base for every config: `to_dict`/`from_dict`, `save`/`load`; unknown keys are an error."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(fields)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        kwargs = {}
+        for name, value in data.items():
+            ftype = fields[name].type
+            sub = _nested_config_type(ftype)
+            kwargs[name] = sub.from_dict(value) if sub is not None and isinstance(value, dict) else value
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _nested_config_type(ftype: Any) -> type[JsonConfig] | None:
+    # Field types are strings under `from __future__ import annotations`; resolve only JsonConfig subclasses.
+    if isinstance(ftype, type) and issubclass(ftype, JsonConfig):
+        return ftype
+    if isinstance(ftype, str):
+        for sub in _all_subclasses(JsonConfig):
+            if sub.__name__ == ftype:
+                return sub
+    return None
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
