@@ -2,7 +2,7 @@
 # Sets up a fresh machine: Debian packages for TTS/audio, a venv with the CPU torch first, then STAR.
 set -euo pipefail
 VENV=${VENV:-.venv}
-APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts libsndfile1)
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts libsndfile1 chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

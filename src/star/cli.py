@@ -120,8 +120,13 @@ def cmd_listen(args: argparse.Namespace) -> None:
     result = Pipeline.from_pretrained(args.model).listen(args.speech)
     if args.json:
         print(json.dumps(result.to_dict()))
-    else:
-        print(result.describe())
+        return
+    if not result.is_request:
+        print(result.reason)
+        return
+    for category, prob in result.events:
+        print(f"{category:<16} {prob:.2f}")
+    print(f'closest caption: "{result.caption}"')
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -22,7 +22,6 @@ from star.audio import SAMPLE_RATE, load_audio, peak_normalize, prepare_waveform
 from star.config import JsonConfig
 from star.errors import StarError
 
-DEFAULT_MODEL = Path(__file__).parent / "assets" / "default"
 MODES = ("e2e", "cascade")
 
 
@@ -85,6 +84,7 @@ class Pipeline:
         self.folder = folder
         self.sample_rate = SAMPLE_RATE
         self.last_timings: dict[str, float] = {}
+        self.last_transcript: str | None = None  # what the cascade's ASR heard on the last call
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None) -> Pipeline:
@@ -99,11 +99,11 @@ class Pipeline:
         return cls(cfg, build_parts(cfg, folder), folder)
 
     # ---- conditioning ------------------------------------------------------------------------
-    def _speech_waveform(self, speech: SpeechInput) -> np.ndarray:
+    def _speech_waveform(self, speech: SpeechInput, allow_silent: bool = False) -> np.ndarray:
         if isinstance(speech, tuple):
             wav, rate = speech
-            return prepare_waveform(wav, rate, SAMPLE_RATE)
-        return load_audio(speech, SAMPLE_RATE, max_seconds=self.cfg.max_speech_seconds)
+            return prepare_waveform(wav, rate, SAMPLE_RATE, allow_silent=allow_silent)
+        return load_audio(speech, SAMPLE_RATE, max_seconds=self.cfg.max_speech_seconds, allow_silent=allow_silent)
 
     @torch.no_grad()
     def condition_from_speech(self, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +170,7 @@ class Pipeline:
         wav = peak_normalize(wav, self.cfg.loudness_peak_db)
         self.last_timings = {"condition_s": t1 - t0, "generator_s": t2 - t1, "vocoder_s": t3 - t2,
                              "total_s": t3 - t0}
-        if transcript is not None:
-            self.last_timings["transcript"] = transcript  # type: ignore[assignment]
+        self.last_transcript = transcript
         return wav, SAMPLE_RATE
 
     def generate_batch(self, manifest: str | Path, out_dir: str | Path, **options: Any) -> list[Path]:
@@ -208,4 +207,5 @@ class Pipeline:
     # ---- listening ---------------------------------------------------------------------------
     def listen(self, speech: SpeechInput) -> Any:
         """What the bridge heard: events with probabilities, the closest caption, or 'no request'."""
-        return self.parts.listener().listen(self._speech_waveform(speech))
+        # Silence is a fair question here: the answer is "no spoken sound request heard".
+        return self.parts.listener().listen(self._speech_waveform(speech, allow_silent=True))

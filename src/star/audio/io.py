@@ -55,7 +55,9 @@ def load_audio(
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{name}: not a readable audio file ({exc})") from None
+        # libsndfile's message names the file object (`<_io.BytesIO object at 0x...>`); keep only its reason.
+        reason = getattr(exc, "error_string", None) or str(exc).split(":")[-1].strip()
+        raise AudioError(f"{name}: not a readable audio file ({reason})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{name}: audio stream is truncated or empty")
     return prepare_waveform(data.mean(axis=1), rate, sr, name=name, allow_silent=allow_silent)

@@ -1,0 +1,64 @@
+"""Assemble a STAR model folder from trained stage outputs (what `src/star/assets/default/` was made with).
+
+    python scripts/assemble_default.py --bridge runs/bridge/best --generator runs/generator_speech/best \
+        --text-generator runs/generator_text/best --vocoder runs/vocoder/best --out src/star/assets/default
+
+Large weight matrices are stored as float16 (half the repo size; they load back into float32 modules);
+small tensors (norm statistics, biases) stay float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from star.builders import TEXT_GENERATOR_DIR
+from star.pipeline import PipelineConfig
+
+HALF_MIN_NUMEL = 4096
+
+
+def copy_weights(src: Path, dst: Path, name: str) -> int:
+    """Copy `name.safetensors` (halving big float tensors) and `name.json`; returns bytes written."""
+    state = load_file(str(src / f"{name}.safetensors"))
+    small = {k: (v.half() if v.is_floating_point() and v.numel() >= HALF_MIN_NUMEL else v) for k, v in state.items()}
+    dst.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in small.items()}, str(dst / f"{name}.safetensors"))
+    shutil.copy(src / f"{name}.json", dst / f"{name}.json")
+    return (dst / f"{name}.safetensors").stat().st_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bridge", type=Path, required=True)
+    ap.add_argument("--generator", type=Path, required=True, help="speech-conditioned generator (stage 2b)")
+    ap.add_argument("--text-generator", type=Path, required=True, help="text-conditioned generator (stage 2a)")
+    ap.add_argument("--vocoder", type=Path, default=None, help="neural vocoder folder (default: griffin-lim)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sizes = {
+        "bridge": copy_weights(args.bridge, args.out, "bridge"),
+        "generator": copy_weights(args.generator, args.out, "generator"),
+        "generator_text": copy_weights(args.text_generator, args.out / TEXT_GENERATOR_DIR, "generator"),
+    }
+    extra = {}
+    if args.vocoder is not None:
+        sizes["vocoder"] = copy_weights(args.vocoder, args.out, "vocoder")
+    else:
+        extra["vocoder"] = "griffin-lim"
+    PipelineConfig(steps=args.steps, cfg=args.cfg, extra=extra).save(args.out / "pipeline.json")
+    print(json.dumps({k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}))
+
+
+if __name__ == "__main__":
+    main()

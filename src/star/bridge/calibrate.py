@@ -1,0 +1,152 @@
+"""Calibrate `listen`'s "is this a spoken sound request?" thresholds on real data and write them into a
+model folder's bridge.json.
+
+Positives: spoken prompts (a manifest's validation prompts, plus held-out-voice prompts if given).
+Negatives: real non-speech recordings (ESC-10 clips), synthetic noise, tones and chords, silence, and
+speech that names no sound (sentences spoken by espeak-ng). Each threshold is a grid value; the chosen
+triple keeps >= `min_recall` of the prompts and rejects as many negatives as possible.
+
+    python -m star.bridge.calibrate --model runs/bridge/best --manifest runs/data/esc10_train/prompts.jsonl \
+        --extra runs/data/esc10_festival/prompts.jsonl --esc10 ../shared/data/esc10
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from star.audio import SAMPLE_RATE, load_audio
+from star.bridge.listen import Listener
+from star.bridge.model import ListenThresholds, StageOneConfig
+
+# Speech that asks for no sound: the listener must not turn it into a guess.
+OFF_TOPIC = (
+    "what time is it", "please send me the report by friday", "my name is john and I live in london",
+    "turn left at the next corner", "how much does this cost", "the meeting starts at nine",
+    "can you tell me the weather forecast", "I think we should buy a new car", "thank you very much",
+    "set an alarm for seven thirty", "where is the nearest station", "she reads a book every evening",
+)
+OFF_TOPIC_VOICES = ("en-us+m3", "en-gb+f2", "en-us+f4")
+
+
+def synthetic_negatives(seed: int = 0, seconds: float = 4.0) -> dict[str, np.ndarray]:
+    """Noise (white, brown), tones, a chord progression, a melody and silence, deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    out = {
+        "white_noise": 0.1 * rng.standard_normal(n),
+        "brown_noise": np.cumsum(rng.standard_normal(n)) / 300.0,
+        "tone_440": 0.3 * np.sin(2 * np.pi * 440 * t),
+        "silence": np.zeros(n),
+        "quiet_hum": 0.01 * np.sin(2 * np.pi * 50 * t) + 0.001 * rng.standard_normal(n),
+    }
+    chords = [(261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7)]
+    prog = np.zeros(n)
+    for i, chord in enumerate(chords):
+        seg = slice(i * n // 4, (i + 1) * n // 4)
+        prog[seg] = sum(np.sin(2 * np.pi * f * t[seg]) for f in chord) / 6
+    out["chords"] = prog
+    notes = 220 * 2 ** (rng.integers(0, 12, size=16) / 12)
+    melody = np.concatenate([np.sin(2 * np.pi * f * t[: n // 16]) * np.exp(-3 * t[: n // 16]) for f in notes])
+    out["melody"] = 0.4 * np.pad(melody, (0, n - len(melody)))
+    out["drums"] = np.where((np.arange(n) % (SAMPLE_RATE // 2)) < 800, rng.standard_normal(n), 0.0) * 0.5
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def off_topic_speech() -> dict[str, np.ndarray]:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(OFF_TOPIC):
+            voice = OFF_TOPIC_VOICES[i % len(OFF_TOPIC_VOICES)]
+            path = Path(tmp) / f"{i}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+            out[f"speech:{text}"] = load_audio(path)
+    return out
+
+
+def esc10_clips(folder: str | Path, per_class: int = 6) -> dict[str, np.ndarray]:
+    import csv
+
+    folder = Path(folder)
+    rows = list(csv.DictReader((folder / "meta.csv").open()))
+    out = {}
+    for cat in sorted({r["category"] for r in rows}):
+        for r in [r for r in rows if r["category"] == cat][:per_class]:
+            out[f"esc10:{cat}:{r['filename']}"] = load_audio(folder / "audio" / r["filename"])
+    return out
+
+
+def choose(pos: np.ndarray, neg: np.ndarray, min_recall: float) -> tuple[ListenThresholds, dict]:
+    """pos, neg [n, 3] signals (speech ratio, max prob, caption sim) -> thresholds and their rates."""
+    grids = [np.round(np.arange(0.0, 0.95, 0.05), 2)] * 3
+    best = None
+    for th in itertools.product(*grids):
+        accept_pos = (pos >= np.array(th)).all(1).mean()
+        if accept_pos < min_recall:
+            continue
+        reject_neg = 1 - (neg >= np.array(th)).all(1).mean()
+        # Prefer more rejected negatives, then higher recall, then the most lenient thresholds.
+        key = (reject_neg, accept_pos, -sum(th))
+        if best is None or key > best[0]:
+            best = (key, th)
+    if best is None:
+        raise RuntimeError("no thresholds reach the requested recall")
+    (reject, recall, _), th = best
+    return ListenThresholds(*map(float, th)), {"prompt_recall": recall, "negative_rejection": reject}
+
+
+def calibrate(model_dir: str | Path, manifests: list[str], esc10: str | None, min_recall: float = 0.98,
+              max_prompts: int = 300, write: bool = True) -> dict:
+    from star.train.bridge_task import read_manifest
+
+    listener = Listener.from_folder(model_dir)
+    rng = np.random.default_rng(0)
+    prompts = []
+    for m in manifests:
+        rows = [r for r in read_manifest(m) if r.get("split") in ("val", "validation", "test")]
+        pick = rng.choice(len(rows), size=min(max_prompts, len(rows)), replace=False)
+        prompts += [rows[i]["speech"] for i in sorted(pick)]
+    negatives = {**synthetic_negatives(), **off_topic_speech(), **(esc10_clips(esc10) if esc10 else {})}
+
+    def sig(wav):
+        probs, _, sim, ratio = listener.signals(wav)
+        return [ratio, float(probs.max()), sim]
+
+    pos = np.array([sig(load_audio(p)) for p in tqdm(prompts, desc="prompts")])
+    neg_names = list(negatives)
+    neg = np.array([sig(negatives[k]) for k in tqdm(neg_names, desc="non-requests")])
+    th, rates = choose(pos, neg, min_recall)
+    accepted = [k for k, s in zip(neg_names, neg) if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()]
+    report = {"thresholds": th.to_dict(), **rates, "n_prompts": len(pos), "n_negatives": len(neg),
+              "accepted_negatives": accepted,
+              "prompt_signal_p05": np.percentile(pos, 5, axis=0).round(3).tolist(),
+              "negative_signal_p95": np.percentile(neg, 95, axis=0).round(3).tolist()}
+    if write:
+        cfg_path = Path(model_dir) / "bridge.json"
+        cfg = StageOneConfig.load(cfg_path)
+        cfg.listen = th
+        cfg.save(cfg_path)
+        (Path(model_dir) / "listen_calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Calibrate listen's request thresholds into bridge.json")
+    p.add_argument("--model", required=True, help="folder with bridge.safetensors + bridge.json")
+    p.add_argument("--manifest", required=True, nargs="+", help="prompt manifests (their val/test prompts)")
+    p.add_argument("--esc10", help="ESC-10 folder (meta.csv + audio/) for real non-speech clips")
+    p.add_argument("--min-recall", type=float, default=0.98)
+    a = p.parse_args(argv)
+    print(json.dumps(calibrate(a.model, a.manifest, a.esc10, a.min_recall), indent=1))
+
+
+if __name__ == "__main__":
+    main()

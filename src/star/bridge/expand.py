@@ -1,0 +1,180 @@
+"""Vocabulary expansion for stage 1: teach the bridge words its training captions never used.
+
+A bridge trained on a few phrasings per sound learns those words only; a listener who says "a downpour"
+or "a toddler sobbing" gets a guess. The text encoder knows such synonyms, so we distil that knowledge:
+every word of a general English pronunciation lexicon (festival's CMU dictionary, ~105k words) is
+embedded with the text encoder, words close to exactly one category's training captions are kept
+(similarity to that category's caption centroid >= min_sim and ahead of the runner-up by >= margin),
+and they are spoken in training voices (espeak-ng, flite) inside generic carrier phrases. Mining sees
+only the lexicon, the text encoder and the training captions - never validation or test phrasings.
+
+    python -m star.bridge.expand --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/expand
+writes `prompts.jsonl` (train split only) + `mined.json` (words per category with similarities).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from star.errors import StarError
+
+LEXICON = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
+# Festival's WSJ part-of-speech lexicon: words it only knows as proper nouns are names, not sounds.
+POS_LEXICON = Path("/usr/share/festival/dicts/wsj.wp39.poslexR")
+# Carrier phrases: a bare word and generic request shapes (the training captions' generic forms).
+TEMPLATES = ("{w}", "the sound of {w}", "a recording of {w}", "play {w}", "{w} nearby")
+
+
+def lexicon_words(path: str | Path = LEXICON) -> list[str]:
+    """Lower-case alphabetic headwords (3-16 letters) of a festival lexicon file, sorted."""
+    path = Path(path)
+    if not path.is_file():
+        raise StarError(f"{path}: lexicon not found (apt-get install festlex-cmu)")
+    text = path.read_text(encoding="latin-1")
+    return sorted({m.group(1) for m in re.finditer(r'^\("([a-z]{3,16})" ', text, re.MULTILINE)})
+
+
+def proper_nouns(path: str | Path = POS_LEXICON) -> set[str]:
+    """Words tagged only as proper nouns (nnp/nnps) in a festival POS lexicon; empty if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    out = set()
+    for m in re.finditer(r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE):
+        if set(re.findall(r"\((\w+) ", m.group(2))) <= {"nnp", "nnps"}:
+            out.add(m.group(1))
+    return out
+
+
+def embed_words(words: list[str], text_encoder, cache_file: str | Path | None = None) -> np.ndarray:
+    """Sentence embeddings [n, e] float16 of `words`, cached in an .npz keyed by the word list."""
+    if cache_file is not None and Path(cache_file).is_file():
+        data = np.load(cache_file)
+        if list(data["words"]) == words:
+            return data["emb"]
+    out = []
+    for s in tqdm(range(0, len(words), 512), desc="embedding lexicon", unit="batch"):
+        out.append(text_encoder.embed(words[s : s + 512]).numpy().astype(np.float16))
+    emb = np.concatenate(out)
+    if cache_file is not None:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache_file, words=np.array(words), emb=emb)
+    return emb
+
+
+def mine(
+    words: list[str],
+    word_emb: np.ndarray,
+    prototypes: np.ndarray,
+    vocab: list[str],
+    *,
+    min_sim: float = 0.45,
+    margin: float = 0.08,
+    per_class: int = 40,
+    exclude: set[str] = frozenset(),
+) -> dict[str, list[tuple[str, float]]]:
+    """Words close to one category's centroid. word_emb [n, e], prototypes [k, e] (normalised)."""
+    sims = word_emb.astype(np.float32) @ prototypes.T  # [n, k]
+    order = np.sort(sims, axis=1)
+    best, second = order[:, -1], order[:, -2]
+    cls = sims.argmax(1)
+    keep = (best >= min_sim) & (best - second >= margin)
+    out: dict[str, list[tuple[str, float]]] = {c: [] for c in vocab}
+    for i in np.argsort(-best):
+        if keep[i] and words[i] not in exclude and len(out[vocab[cls[i]]]) < per_class:
+            out[vocab[cls[i]]].append((words[i], round(float(best[i]), 3)))
+    return out
+
+
+def caption_prototypes(rows: list[dict], vocab: list[str], text_encoder) -> np.ndarray:
+    """Normalised centroid [k, e] of each category's single-event training captions."""
+    from star.train.bridge_task import row_categories
+
+    protos = []
+    for c in vocab:
+        caps = sorted({r["caption"] for r in rows if row_categories(r) == [c] and r.get("split", "train") == "train"})
+        if not caps:
+            raise StarError(f"no single-event training caption for {c!r}")
+        v = text_encoder.embed(caps).mean(0).numpy()
+        protos.append(v / np.linalg.norm(v))
+    return np.stack(protos)
+
+
+def build_expansion(
+    manifest: str | Path,
+    out_dir: str | Path,
+    *,
+    per_class: int = 40,
+    texts_per_word: int = 2,
+    renditions: int = 2,
+    min_sim: float = 0.42,
+    margin: float = 0.08,
+    seed: int = 0,
+    lexicon: str | Path = LEXICON,
+) -> Path:
+    """Mine, speak and write `out_dir/prompts.jsonl`; returns its path."""
+    from star.audio.io import write_wav
+    from star.data.augment import AugmentConfig, augment
+    from star.data.tts import plan_renditions, resolve_voices, synthesize
+    from star.encoders import build_text_encoder
+    from star.train.bridge_task import read_manifest, read_vocab
+
+    out = Path(out_dir)
+    rows = read_manifest(manifest)
+    vocab = read_vocab(manifest, rows)
+    text = build_text_encoder("minilm")
+    words = lexicon_words(lexicon)
+    word_emb = embed_words(words, text, out / "lexicon_minilm.npz")
+    # Words the training captions already use teach nothing new.
+    seen = {w for r in rows if r.get("split", "train") == "train" for w in re.findall(r"[a-z]+", r["caption"].lower())}
+    mined = mine(words, word_emb, caption_prototypes(rows, vocab, text), vocab,
+                 min_sim=min_sim, margin=margin, per_class=per_class, exclude=seen | proper_nouns())
+    (out / "mined.json").write_text(json.dumps(mined, indent=1) + "\n")
+    rng = np.random.default_rng(seed)
+    voices = resolve_voices(None)
+    aug_cfg = AugmentConfig()
+    jobs = []
+    for cat, found in mined.items():
+        for word, _ in found:
+            for t in rng.choice(len(TEMPLATES), size=texts_per_word, replace=False):
+                jobs.extend((cat, TEMPLATES[t].format(w=word), r) for r in plan_renditions(voices, renditions, rng))
+    lines = []
+    for n, (cat, caption, rendition) in enumerate(tqdm(jobs, desc="speaking mined words", unit="prompt")):
+        wav = synthesize(caption, rendition, out / "tts_cache")
+        wav, params = augment(wav, rng, aug_cfg)
+        name = f"speech/x{n:05d}.wav"
+        write_wav(out / name, wav)
+        lines.append({
+            "id": f"expand-{n:05d}", "caption": caption, "kind": "single", "split": "train", "speech": name,
+            "events": [{"category": cat, "onset": 0.0, "offset": 5.0}],
+            **rendition.to_dict(), "augment": params, "source": "lexicon-expansion",
+        })
+    path = out / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Mine synonyms from a lexicon and speak them as extra stage-1 prompts")
+    p.add_argument("--manifest", required=True, help="training prompts manifest (vocab + training captions)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--per-class", type=int, default=40)
+    p.add_argument("--texts-per-word", type=int, default=2)
+    p.add_argument("--renditions", type=int, default=2)
+    p.add_argument("--min-sim", type=float, default=0.42)
+    p.add_argument("--margin", type=float, default=0.08)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    path = build_expansion(a.manifest, a.out, per_class=a.per_class, texts_per_word=a.texts_per_word,
+                           renditions=a.renditions, min_sim=a.min_sim, margin=a.margin, seed=a.seed)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

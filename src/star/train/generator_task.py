@@ -1,0 +1,322 @@
+"""Stage 2 training task: the flow-matching generator on a `sounds.jsonl` manifest (text-to-audio now,
+speech-conditioned later), plus the `train_generator(config)` entry point.
+
+The manifest (written by `star.data.build`) has one clip per line: id, audio (relative to the
+manifest's folder, or absolute), captions (phrasings), events, kind, split, seconds. Log-mels of all
+clips and the condition tokens of all captions are computed once and cached in the run folder.
+
+The condition source is pluggable: any callable `(items, rng) -> (tokens [b, n, c], mask [b, n])`.
+`TextCondition` (MiniLM tokens of a random phrasing) is the stage-2a source; a speech source for
+stage 2b (cached speech features through the stage-1 bridge) plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from star.audio import load_audio
+from star.audio.mel import MelSpec
+from star.config import JsonConfig
+from star.errors import StarError
+from star.generator import FlowMatching, GeneratorConfig, build_generator, save_generator
+from star.train.trainer import TrainConfig, Trainer
+
+Condition = Callable[[list[dict], "np.random.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class GeneratorTaskConfig(JsonConfig):
+    manifest: str = ""
+    out_dir: str = "runs/generator"
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    condition: str = "text"
+    text_encoder: str = "minilm"
+    batch_size: int = 16  # clips per batch (the most, when batch_frames is set)
+    # Length-grouped batches: clips of similar length are batched together and a batch holds about
+    # batch_frames frames, so 10 s scenes neither pad 5 s clips nor make steps twice as slow. 0 = off.
+    batch_frames: int = 0
+    max_seconds: float = 10.0  # longer clips are cropped, keeping all their events when they fit
+    train_split: str = "train"
+    eval_split: str = "validation"  # falls back to a fixed slice of the training clips when absent
+    eval_clips: int = 64
+    eval_times: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    bf16: bool = True  # autocast the backbone (about 2x on CPUs with AMX/AVX512-bf16)
+
+
+# ---- data ------------------------------------------------------------------------------------
+def read_manifest(path: str | Path) -> list[dict]:
+    """JSONL -> items with `audio` resolved against the manifest's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise StarError(f"manifest not found: {path}")
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        for key in ("id", "audio", "captions"):
+            if key not in item:
+                raise StarError(f"{path}:{n}: missing {key!r}")
+        captions = item["captions"]
+        if isinstance(captions, str):
+            captions = [captions]
+        if not captions:
+            raise StarError(f"{path}:{n}: empty captions")
+        audio = Path(item["audio"])
+        items.append({**item, "captions": list(captions), "audio": str(audio if audio.is_absolute()
+                                                                        else path.parent / audio)})
+    if not items:
+        raise StarError(f"manifest {path} has no clips")
+    return items
+
+
+def compute_mels(items: list[dict], cache: Path) -> list[torch.Tensor]:
+    """Log-mel [f, t] (float16) of every item's audio, cached by absolute audio path."""
+    stored: dict[str, torch.Tensor] = torch.load(cache, weights_only=True) if cache.is_file() else {}
+    missing = [it["audio"] for it in items if it["audio"] not in stored]
+    if missing:
+        mel = MelSpec()
+        for audio in tqdm(sorted(set(missing)), desc="log-mels", leave=False):
+            stored[audio] = torch.from_numpy(mel.of_numpy(load_audio(audio, allow_silent=True))).half()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        torch.save(stored, tmp)
+        tmp.replace(cache)
+    return [stored[it["audio"]] for it in items]
+
+
+def mel_statistics(mels: list[torch.Tensor]) -> tuple[list[float], list[float], float]:
+    """Per-bin mean and std over all frames, and the maximum value (for clamping samples)."""
+    total = torch.zeros(mels[0].shape[0], dtype=torch.float64)
+    sq = torch.zeros_like(total)
+    count, peak = 0, -math.inf
+    for m in mels:
+        m64 = m.double()
+        total += m64.sum(1)
+        sq += (m64**2).sum(1)
+        count += m.shape[1]
+        peak = max(peak, float(m64.max()))
+    mean = total / count
+    std = (sq / count - mean**2).clamp(min=1e-6).sqrt()
+    return mean.tolist(), std.tolist(), peak
+
+
+def crop_start(frames: int, window: int, events: list[dict], fps: float, rng: np.random.Generator | None) -> int:
+    """Start frame of a `window`-frame crop: keeps every annotated event when they fit, else at least one.
+
+    rng None -> deterministic (the window centred on the events), for evaluation.
+    """
+    if frames <= window:
+        return 0
+    hi = frames - window
+    spans = [(_event_time(e, "onset"), _event_time(e, "offset")) for e in events or []]
+    spans = [(max(0, int(a * fps)), min(frames, math.ceil(b * fps))) for a, b in spans
+             if a is not None and b is not None and a * fps < frames]
+    if spans:
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        if last - first > window:  # the events do not fit together: keep one of them
+            first, last = spans[0] if rng is None else spans[int(rng.integers(len(spans)))]
+        # a span that fits lies inside the window; a longer one contains it
+        lo_s, hi_s = (last - window, first) if last - first <= window else (first, last - window)
+        lo_s, hi_s = max(0, lo_s), min(hi, hi_s)
+        return (lo_s + hi_s) // 2 if rng is None else int(rng.integers(lo_s, hi_s + 1))
+    return hi // 2 if rng is None else int(rng.integers(0, hi + 1))
+
+
+def _event_time(event: dict, key: str) -> float | None:
+    aliases = {"onset": ("onset", "start"), "offset": ("offset", "end")}[key]
+    for k in aliases:
+        if isinstance(event, dict) and event.get(k) is not None:
+            return float(event[k])
+    return None
+
+
+# ---- conditions ------------------------------------------------------------------------------
+class TextCondition:
+    """Items -> MiniLM token embeddings of one of their captions (random phrasing, or the first if rng is None)."""
+
+    def __init__(self, texts: list[str], encoder: str, cache: Path, chunk: int = 64):
+        texts = sorted(set(texts))
+        stored = torch.load(cache, weights_only=True) if cache.is_file() else None
+        if stored is None or stored["texts"] != texts or stored["encoder"] != encoder:
+            from star.encoders import build_text_encoder
+
+            enc = build_text_encoder(encoder)
+            rows = []
+            for i in tqdm(range(0, len(texts), chunk), desc="caption tokens", leave=False):
+                tok, mask = enc.encode(texts[i : i + chunk])
+                rows.extend(t[m] for t, m in zip(tok, mask))  # drop padding: [n_i, c]
+            width = max(r.shape[0] for r in rows)
+            tokens = torch.zeros(len(rows), width, rows[0].shape[1], dtype=torch.float16)
+            lengths = torch.tensor([r.shape[0] for r in rows])
+            for i, r in enumerate(rows):
+                tokens[i, : r.shape[0]] = r.half()
+            stored = {"texts": texts, "encoder": encoder, "tokens": tokens, "lengths": lengths}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            torch.save(stored, tmp)
+            tmp.replace(cache)
+        self.index = {t: i for i, t in enumerate(stored["texts"])}
+        self.tokens, self.lengths = stored["tokens"], stored["lengths"]
+
+    def __call__(self, items: list[dict], rng: np.random.Generator | None = None):
+        rows = []
+        for it in items:
+            caps = it["captions"]
+            rows.append(self.index[caps[0] if rng is None else caps[int(rng.integers(len(caps)))]])
+        rows_t = torch.tensor(rows)
+        n = int(self.lengths[rows_t].max())
+        tokens = self.tokens[rows_t, :n].float()  # [b, n, c]
+        mask = torch.arange(n)[None] < self.lengths[rows_t][:, None]  # [b, n]
+        return tokens, mask
+
+
+# ---- the task --------------------------------------------------------------------------------
+class GeneratorTask:
+    """Trainer task: random clips, one random phrasing each, crop to max_seconds, pad to the batch's longest."""
+
+    def __init__(self, cfg: GeneratorTaskConfig, condition: Condition | None = None, out_dir: str | Path | None = None):
+        self.cfg = cfg
+        out = Path(out_dir or cfg.out_dir)
+        items = read_manifest(cfg.manifest)
+        cache = out / "cache"
+        mels = compute_mels(items, cache / "mels.pt")
+        for it, m in zip(items, mels):
+            it["mel"] = m
+        self.train_items = [it for it in items if it.get("split", cfg.train_split) == cfg.train_split]
+        if not self.train_items:
+            raise StarError(f"manifest {cfg.manifest} has no clips in split {cfg.train_split!r}")
+        held_out = [it for it in items if it.get("split") == cfg.eval_split]
+        # No held-out split: a fixed slice of training clips still tracks the fit. Every k-th item spreads
+        # the evaluation over all kinds of sound (manifests list singles before scenes).
+        pool = held_out or self.train_items
+        self.eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
+
+        mcfg = cfg.model
+        if not mcfg.mel_mean:
+            mcfg.mel_mean, mcfg.mel_std, peak = mel_statistics([it["mel"] for it in self.train_items])
+            mcfg.mel_max = float(math.ceil(peak * 10) / 10)
+        if condition is None:
+            if cfg.condition != "text":
+                raise StarError(f"unknown condition {cfg.condition!r}; pass a condition callable")
+            texts = [c for it in items for c in it["captions"]]
+            condition = TextCondition(texts, cfg.text_encoder, cache / f"text-{cfg.text_encoder}.pt")
+        self.condition = condition
+        self.max_frames = mcfg.frames(cfg.max_seconds)
+        self.model: FlowMatching = build_generator(mcfg)
+        self._eval_batches: list[dict] | None = None
+
+    def make_batch(self, items: list[dict], rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        fps = self.cfg.model.frames_per_second
+        crops = []
+        for it in items:
+            mel = it["mel"]
+            window = min(mel.shape[1], self.max_frames)
+            start = crop_start(mel.shape[1], window, it.get("events", []), fps, rng)
+            crops.append(mel[:, start : start + window].float())
+        t = max(c.shape[1] for c in crops)
+        mel = torch.full((len(items), crops[0].shape[0], t), self.cfg.model.mel_min)  # [b, f, t]
+        mask = torch.zeros(len(items), t, dtype=torch.bool)  # [b, t]
+        for i, c in enumerate(crops):
+            mel[i, :, : c.shape[1]] = c
+            mask[i, : c.shape[1]] = True
+        cond, cond_mask = self.condition(items, rng)
+        return {"mel": mel, "mel_mask": mask, "cond": cond, "cond_mask": cond_mask}
+
+    def batches(self, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
+        # Seeded from torch's RNG, which the trainer restores on resume: a resumed run draws new batches.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        rng = np.random.default_rng([seed, rank])
+        while True:
+            yield self.make_batch([self.train_items[i] for i in self.sample_indices(rng)], rng)
+
+    def sample_indices(self, rng: np.random.Generator) -> np.ndarray:
+        """Indices of one batch: uniform clips, or (batch_frames) an anchor clip plus neighbours in length."""
+        n, bs = len(self.train_items), self.cfg.batch_size
+        if not self.cfg.batch_frames:
+            return rng.choice(n, size=bs, replace=n < bs)
+        if not hasattr(self, "_by_length"):
+            lengths = [min(it["mel"].shape[1], self.max_frames) for it in self.train_items]
+            self._by_length = np.argsort(lengths, kind="stable")
+            self._sorted_lengths = np.asarray(lengths)[self._by_length]
+        pos = int(rng.integers(n))
+        lo, hi = max(0, pos - 2 * bs), min(n, pos + 2 * bs)  # a window of similar lengths around the anchor
+        size = max(1, min(bs, self.cfg.batch_frames // int(self._sorted_lengths[hi - 1])))
+        picks = rng.choice(np.arange(lo, hi), size=size, replace=hi - lo < size)
+        return self._by_length[picks]
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with self._autocast():
+            loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"])
+        return {"loss": loss}
+
+    def evaluate(self, model: FlowMatching) -> dict[str, float]:
+        """Validation flow loss at fixed t with fixed noise and crops: comparable across evaluations."""
+        if self._eval_batches is None:
+            g = torch.Generator().manual_seed(1234)
+            self._eval_batches = []
+            bs = self.cfg.batch_size
+            for i in range(0, len(self.eval_items), bs):
+                batch = self.make_batch(self.eval_items[i : i + bs], None)
+                batch["noise"] = torch.randn(batch["mel"].shape, generator=g)
+                self._eval_batches.append(batch)
+        out = {}
+        for t in self.cfg.eval_times:
+            total, weight = 0.0, 0
+            for batch in self._eval_batches:
+                b = batch["mel"].shape[0]
+                with self._autocast():
+                    loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"],
+                                 t=torch.full((b,), t), noise=batch["noise"], drop=False)
+                total, weight = total + float(loss) * b, weight + b
+            out[f"val_loss_t{t:g}"] = total / weight
+        out["val_loss"] = sum(out.values()) / len(out)
+        return out
+
+    def export(self, model: FlowMatching, folder: str | Path) -> None:
+        save_generator(model, folder)
+
+
+# ---- entry point -----------------------------------------------------------------------------
+def train_generator(
+    config_path: str | Path, out_dir: str | Path | None = None, manifest: str | None = None
+) -> dict[str, Any]:
+    """Train (or resume) the generator described by a GeneratorTaskConfig JSON file."""
+    cfg = GeneratorTaskConfig.load(config_path)
+    if manifest:
+        cfg.manifest = manifest
+    out = Path(out_dir or cfg.out_dir)
+    torch.set_num_threads(cfg.train.threads)
+    task = GeneratorTask(cfg, out_dir=out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "task_config.json")  # with the data statistics filled in
+    return Trainer(task, cfg.train, out).fit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the STAR flow-matching generator.")
+    parser.add_argument("config", help="GeneratorTaskConfig JSON (e.g. configs/generator_text.json)")
+    parser.add_argument("--out", help="run folder (default: the config's out_dir)")
+    parser.add_argument("--manifest", help="sounds.jsonl (default: the config's manifest)")
+    args = parser.parse_args(argv)
+    print(json.dumps(train_generator(args.config, args.out, args.manifest)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""`listen` on real synthesised speech: a tiny stage-1 model trained here names the spoken event, and
+non-speech input (noise, tones, silence) is answered with "no spoken sound request heard"."""
+
+import json
+
+import numpy as np
+import pytest
+
+from star.audio import load_audio
+from star.bridge import BridgeConfig, StageOneConfig
+from star.bridge.calibrate import choose, synthetic_negatives
+from star.bridge.listen import NO_REQUEST, Listener, speech_ratio
+from star.train import TrainConfig
+from star.train.bridge_task import BridgeTaskConfig, train_bridge
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(prompts_manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_bridge")
+    bridge = BridgeConfig(width=48, queries=4, layers=1, heads=2, ffn_mult=2, dropout=0.0)
+    cfg = BridgeTaskConfig(
+        manifest=str(prompts_manifest), out_dir=str(out / "run"), cache_dir=str(out / "cache"),
+        model=StageOneConfig(bridge=bridge),
+        train=TrainConfig(steps=60, lr=3e-3, warmup=5, log_every=10, eval_every=30, ckpt_every=60, monitor=""),
+        batch_size=12, align_weight=0.5,
+    )
+    cfg.save(out / "cfg.json")
+    train_bridge(out / "cfg.json")
+    return out / "run" / "last"
+
+
+def _rows(manifest):
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+def test_listen_names_the_spoken_event(tiny_model_dir, prompts_manifest):
+    listener = Listener.from_folder(tiny_model_dir)
+    for row in [r for r in _rows(prompts_manifest) if r["split"] == "train"][::3]:
+        result = listener.listen(load_audio(prompts_manifest.parent / row["speech"]))
+        assert result.is_request, result.reason
+        assert result.events[0][0] == row["events"][0]["category"], (row["caption"], result.events)
+        assert result.caption in listener.cfg.captions
+        d = result.to_dict()
+        assert json.loads(json.dumps(d)) == d and d["events"][0]["category"] == result.events[0][0]
+
+
+@pytest.mark.parametrize("name", ["white_noise", "tone_440", "silence", "chords", "melody"])
+def test_non_speech_is_not_a_request(tiny_model_dir, name):
+    wav = synthetic_negatives()[name]
+    result = Listener.from_folder(tiny_model_dir).listen(wav)
+    assert not result.is_request and result.events == [] and result.caption == ""
+    assert result.reason.startswith(NO_REQUEST)
+    assert result.to_dict()["is_request"] is False
+
+
+def test_speech_ratio_separates_speech_from_noise(prompts_manifest):
+    row = _rows(prompts_manifest)[0]
+    assert speech_ratio(load_audio(prompts_manifest.parent / row["speech"])) > 0.4
+    assert speech_ratio(synthetic_negatives()["white_noise"]) < 0.1
+    assert speech_ratio(np.zeros(100, dtype=np.float32)) == 0.0
+
+
+def test_choose_thresholds_keeps_recall_and_rejects():
+    pos = np.array([[0.9, 0.8, 0.7], [0.8, 0.9, 0.6], [0.7, 0.7, 0.8]])
+    neg = np.array([[0.0, 0.9, 0.9], [0.9, 0.1, 0.2], [0.8, 0.4, 0.3]])
+    th, rates = choose(pos, neg, min_recall=1.0)
+    assert rates["prompt_recall"] == 1.0 and rates["negative_rejection"] == 1.0
+    assert th.min_speech_ratio <= 0.7 and th.min_event_prob <= 0.7 and th.min_caption_sim <= 0.6

@@ -1,0 +1,107 @@
+"""TTS: voice selection (festival held out), synthesis per engine, VAD trimming, cache."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from star.audio.io import SAMPLE_RATE
+from star.data import tts
+from star.data.tts import Rendition, Voice
+from star.errors import StarError
+
+needs = {e: pytest.mark.skipif(shutil.which(b) is None, reason=f"{b} not installed")
+         for e, b in tts.BINARIES.items()}
+
+
+def test_default_voices_never_include_festival():
+    voices = tts.default_voices()
+    assert {v.engine for v in voices} == {"espeak", "flite"}
+    assert tts.resolve_voices(None) == voices and tts.resolve_voices([]) == voices
+    assert not tts.is_held_out(voices)
+    assert len([v for v in voices if v.engine == "espeak"]) == len(tts.ESPEAK_ACCENTS) * len(tts.ESPEAK_VARIANTS)
+
+
+def test_festival_selects_only_festival_and_cannot_be_mixed():
+    fest = tts.resolve_voices(["festival"])
+    assert {v.engine for v in fest} == {"festival"} and len(fest) == 3 and tts.is_held_out(fest)
+    assert tts.resolve_voices(["festival:ked"]) == [Voice("festival", "ked_diphone")]
+    with pytest.raises(StarError, match="held out"):
+        tts.resolve_voices(["espeak", "festival"])
+    with pytest.raises(StarError, match="held out"):
+        tts.resolve_voices(["flite:slt", "festival:ked"])
+
+
+def test_voice_selectors():
+    assert tts.resolve_voices(["flite:slt"]) == [Voice("flite", "slt")]
+    gb = tts.resolve_voices(["espeak:en-gb"])
+    assert len(gb) == len(tts.ESPEAK_VARIANTS) and all(v.name.startswith("en-gb+") for v in gb)
+    assert tts.resolve_voices(["espeak:en-gb+m3"]) == [Voice("espeak", "en-gb+m3")]
+    for bad in (["mbrola"], ["flite:nobody"], ["espeak:fr"]):
+        with pytest.raises(StarError, match="unknown"):
+            tts.resolve_voices(bad)
+
+
+def test_plan_renditions_alternates_engines_and_varies_voices():
+    rng = np.random.default_rng(0)
+    plan = tts.plan_renditions(tts.default_voices(), 10, rng)
+    engines = [r.voice.engine for r in plan]
+    assert engines.count("espeak") == engines.count("flite") == 5
+    flite = [r.voice for r in plan if r.voice.engine == "flite"]
+    assert len(set(flite)) == 5  # all five flite voices before any repeats
+    fest = tts.plan_renditions(tts.resolve_voices(["festival"]), 3, np.random.default_rng(1))
+    assert len({r.voice for r in fest}) == 3 and all(r.params == () for r in fest)
+    again = tts.plan_renditions(tts.default_voices(), 10, np.random.default_rng(0))
+    assert again == plan
+
+
+@pytest.mark.parametrize("engine, voice, params", [
+    pytest.param("espeak", "en-gb-scotland+f2", (("pitch", 60), ("speed", 150)), marks=needs["espeak"]),
+    pytest.param("flite", "slt", (("stretch", 1.1),), marks=needs["flite"]),
+    pytest.param("festival", "ked_diphone", (), marks=needs["festival"]),
+])
+def test_synthesis_is_16k_trimmed_and_not_silent(tmp_path, engine, voice, params):
+    r = Rendition(Voice(engine, voice), params)
+    raw, sr = tts.synthesize_raw("a dog is barking", r)
+    wav = tts.synthesize("a dog is barking", r, cache_dir=tmp_path)
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    assert 0.5 < len(wav) / SAMPLE_RATE < 3.0
+    assert len(wav) / SAMPLE_RATE <= len(raw) / sr + 1e-3
+    assert float(np.max(np.abs(wav))) > 0.05
+    assert len(list(tmp_path.rglob("*.wav"))) == 1
+
+
+@needs["espeak"]
+def test_cache_hit_does_not_synthesise_again(tmp_path, monkeypatch):
+    r = Rendition(Voice("espeak", "en-us+m3"), (("pitch", 50), ("speed", 160)))
+    first = tts.synthesize("a clock is ticking", r, cache_dir=tmp_path)
+
+    def boom(*_a, **_k):
+        raise AssertionError("synthesised again despite the cache")
+
+    monkeypatch.setattr(tts, "synthesize_raw", boom)
+    assert np.array_equal(tts.synthesize("a clock is ticking", r, cache_dir=tmp_path), first)
+    other = Rendition(Voice("espeak", "en-us+m3"), (("pitch", 51), ("speed", 160)))
+    assert tts.cache_key("a clock is ticking", other) != tts.cache_key("a clock is ticking", r)
+
+
+@needs["espeak"]
+def test_vad_trims_padding_to_a_small_margin():
+    speech, sr = tts.synthesize_raw("a rooster is crowing", Rendition(Voice("espeak", "en-us+m1")))
+    speech = tts.prepare_waveform(speech, sr)
+    pad = np.zeros(SAMPLE_RATE, np.float32)
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 1e-4
+    padded = np.concatenate([pad + noise, speech, pad + noise])
+    trimmed, how = tts.vad_trim(padded, margin=0.1)
+    assert how == "vad"
+    assert len(speech) - 0.3 * SAMPLE_RATE < len(trimmed) < len(speech) + 0.3 * SAMPLE_RATE
+
+
+def test_vad_falls_back_to_energy_when_it_hears_no_speech():
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    wav = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), tone, np.zeros(SAMPLE_RATE, np.float32)])
+    trimmed, how = tts.vad_trim(wav, margin=0.05)
+    assert how == "energy"
+    assert abs(len(trimmed) - (len(tone) + 0.1 * SAMPLE_RATE)) < 0.03 * SAMPLE_RATE
+    assert tts.vad_trim(np.zeros(SAMPLE_RATE, np.float32))[1] == "none"

@@ -1,0 +1,116 @@
+"""Stage-1 bridge task on real (espeak-ng -> whisper-tiny.en) features: loss falls, export, resume."""
+
+import json
+import random
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from star.bridge import BridgeConfig, StageOneConfig, load_stage_one
+from star.train import TrainConfig, Trainer
+from star.train.bridge_task import (
+    AugmentConfig,
+    BridgeTask,
+    BridgeTaskConfig,
+    mean_average_precision,
+    top1_accuracy,
+    train_bridge,
+)
+
+PHRASES = {
+    "dog": ["a dog barks", "a dog is barking loudly", "I want to hear a dog bark"],
+    "rain": ["rain is falling", "heavy rain pouring down", "I want to hear the rain"],
+}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    root = tmp_path_factory.mktemp("bridge_task")
+    rows = []
+    for cat, phrases in PHRASES.items():
+        for pi, text in enumerate(phrases):
+            for voice in ("en-us+m1", "en-gb+f2"):
+                name = f"speech/{cat}{pi}{voice[:5]}.wav"
+                (root / "speech").mkdir(exist_ok=True)
+                subprocess.run(["espeak-ng", "-v", voice, "-w", str(root / name), text], check=True)
+                split = "val" if pi == 2 else "train"
+                rows.append({"id": name, "caption": text, "speech": name, "split": split,
+                             "events": [{"category": cat, "onset": 0.0, "offset": 5.0}]})
+    (root / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "prompts.jsonl"
+
+
+def _cfg(manifest, out, steps=30):
+    bridge = BridgeConfig(width=32, queries=4, layers=1, heads=2, ffn_mult=2, dropout=0.0)
+    return BridgeTaskConfig(
+        manifest=str(manifest), out_dir=str(out), cache_dir=str(out.parent / "cache"),
+        model=StageOneConfig(bridge=bridge),
+        train=TrainConfig(steps=steps, lr=3e-3, warmup=5, log_every=5, eval_every=10, ckpt_every=10,
+                          monitor="val_map"),
+        batch_size=8, align_weight=0.5,
+    )
+
+
+def test_metrics_on_hand_computed_cases():
+    targets = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=np.float32)
+    perfect = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+    assert mean_average_precision(perfect, targets) == pytest.approx(1.0)
+    assert top1_accuracy(perfect, targets) == 1.0
+    half = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6]])
+    assert top1_accuracy(half, targets) == 0.75
+    # class 0 ranking: 0.9(+), 0.8(-), 0.7(+), 0.4(-) -> AP = (1 + 2/3) / 2
+    assert mean_average_precision(half[:, :1], targets[:, :1]) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_augment_keeps_shapes_and_real_frames():
+    x = np.random.default_rng(0).standard_normal((60, 384)).astype(np.float32)
+    aug = AugmentConfig(speed=0.2, crop=0.1, time_masks=3, time_mask_frac=0.2, channel_drop=0.2, noise=0.1)
+    for seed in range(5):
+        y, m = aug.apply(x, random.Random(seed))
+        assert y.shape[1] == 384 and m.shape == (y.shape[0],) and m.any()
+        assert 40 <= y.shape[0] <= 80
+
+
+def test_training_lowers_loss_and_exports(manifest, tmp_path):
+    result = train_bridge_cfg(_cfg(manifest, tmp_path / "run", steps=40))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert result["step"] == 40
+    evals = [r["eval"] for r in log if "eval" in r]
+    assert evals[-1]["val_map"] > 0.5  # two classes, held-out phrasing in training voices
+    model = load_stage_one(tmp_path / "run" / "best")
+    assert model.cfg.vocab == ["dog", "rain"]
+    assert model.cfg.captions and model.caption_emb.shape == (len(model.cfg.captions), 384)
+    assert torch.allclose(model.caption_emb.norm(dim=-1), torch.ones(len(model.cfg.captions)), atol=1e-4)
+
+
+def train_bridge_cfg(cfg):
+    path = cfg.out_dir + ".json"
+    cfg.save(path)
+    return train_bridge(path)
+
+
+def test_resume_with_bridge_task(manifest, tmp_path):
+    cfg = _cfg(manifest, tmp_path / "run", steps=20)
+    Trainer(BridgeTask(cfg), cfg.train, cfg.out_dir).fit()
+    cfg.train.steps = 30
+    resumed = Trainer(BridgeTask(cfg), cfg.train, cfg.out_dir)
+    assert resumed.fit()["step"] == 30
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 30
+
+
+def test_manifest_without_validation_is_an_error(manifest, tmp_path):
+    from star.errors import StarError
+
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    train_only = manifest.parent / "train_only.jsonl"
+    train_only.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
+    with pytest.raises(StarError, match="split"):
+        BridgeTask(_cfg(train_only, tmp_path / "run"))
