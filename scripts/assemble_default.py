@@ -10,6 +10,7 @@ small tensors (norm statistics, biases) stay float32.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -33,6 +34,24 @@ def copy_weights(src: Path, dst: Path, name: str) -> int:
     return (dst / f"{name}.safetensors").stat().st_size
 
 
+def write_attribution(corpus: Path, out: Path) -> None:
+    """Per-clip attribution of the training sounds (CC BY 3.0 requires it to travel with the model)."""
+    rows = list(csv.DictReader((corpus / "meta.csv").open()))
+    lines = [
+        "# Training sounds: attribution",
+        "",
+        "The default model was trained on ESC-10 (K. J. Piczak, \"ESC: Dataset for Environmental Sound",
+        "Classification\", ACM Multimedia 2015), licensed CC BY 3.0; each clip derives from a Freesound.org",
+        "recording under the licence listed below.",
+        "",
+        "| clip | category | author | freesound id | licence |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['filename']} | {r['category']} | {r['author']} | {r['freesound_id']} | {r['license']} |"
+              for r in rows]
+    (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bridge", type=Path, required=True)
@@ -40,6 +59,7 @@ def main() -> None:
     ap.add_argument("--text-generator", type=Path, required=True, help="text-conditioned generator (stage 2a)")
     ap.add_argument("--vocoder", type=Path, default=None, help="neural vocoder folder (default: griffin-lim)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path, default=None, help="training corpus (for ATTRIBUTION.md)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--cfg", type=float, default=3.0)
     args = ap.parse_args()
@@ -56,6 +76,8 @@ def main() -> None:
         sizes["vocoder"] = copy_weights(args.vocoder, args.out, "vocoder")
     else:
         extra["vocoder"] = "griffin-lim"
+    if args.corpus is not None:
+        write_attribution(args.corpus, args.out)
     PipelineConfig(steps=args.steps, cfg=args.cfg, extra=extra).save(args.out / "pipeline.json")
     print(json.dumps({k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}))
 

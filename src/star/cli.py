@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.stage == "bridge":
         from star.train.bridge_task import train_bridge as train
     elif args.stage == "generator":
-        from star.train.generator_task import train_generator as train
+        from star.train.speech_condition import train_any_generator as train
     else:
         from star.train.vocoder_task import train_vocoder as train
     print(json.dumps(train(args.config)))
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI promises one clear line, never a traceback
+    except Exception as exc:
         if os.environ.get("STAR_DEBUG"):
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (set STAR_DEBUG=1 for details)", file=sys.stderr)

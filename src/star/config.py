@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self
 
-T = TypeVar("T", bound="JsonConfig")
+from star.errors import StarError
 
 
 @dataclasses.dataclass
@@ -18,11 +18,11 @@ class JsonConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(data) - set(fields)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+            raise StarError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
         kwargs = {}
         for name, value in data.items():
             ftype = fields[name].type
@@ -34,7 +34,7 @@ class JsonConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls: type[T], path: str | Path) -> T:
+    def load(cls, path: str | Path) -> Self:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 

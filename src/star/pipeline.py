@@ -166,7 +166,7 @@ class Pipeline:
             t2 = time.perf_counter()
             wav = self.parts.vocoder(mel)[0].numpy()
         t3 = time.perf_counter()
-        wav = wav[: int(round(seconds * SAMPLE_RATE))]
+        wav = wav[: round(seconds * SAMPLE_RATE)]
         wav = peak_normalize(wav, self.cfg.loudness_peak_db)
         self.last_timings = {"condition_s": t1 - t0, "generator_s": t2 - t1, "vocoder_s": t3 - t2,
                              "total_s": t3 - t0}

@@ -32,7 +32,9 @@ def speak(text: str, voice: str, path: Path, speed: int = 165) -> np.ndarray:
 
 
 def debug_stage_one(kind: str = "qformer", vocab: list[str] | None = None) -> StageOneConfig:
-    bridge = BridgeConfig(kind=kind, width=32, queries=4, layers=1, heads=2, ffn_mult=2, mlp_tokens=2, dropout=0.0)
+    bridge = BridgeConfig(
+        kind=kind, width=32, queries=4, layers=1, heads=2, ffn_mult=2, mlp_tokens=2, dropout=0.0
+    )
     return StageOneConfig(bridge=bridge, vocab=vocab or ["dog", "rain", "rooster"], captions=["a", "b"])
 
 
@@ -55,12 +57,17 @@ def prompts_manifest(tmp_path_factory) -> Path:
             for voice in VOICES:
                 pid = f"{cat}-{pi}-{voice.replace('+', '_')}"
                 speak(text, voice, root / "speech" / f"{pid}.wav")
-                rows.append({
-                    "id": pid, "caption": text, "kind": "single", "voice": voice,
-                    "events": [{"category": cat, "onset": 0.0, "offset": 5.0}],
-                    "split": "validation" if pi == len(phrases) - 1 else "train",
-                    "speech": f"speech/{pid}.wav",
-                })
+                rows.append(
+                    {
+                        "id": pid,
+                        "caption": text,
+                        "kind": "single",
+                        "voice": voice,
+                        "events": [{"category": cat, "onset": 0.0, "offset": 5.0}],
+                        "split": "validation" if pi == len(phrases) - 1 else "train",
+                        "speech": f"speech/{pid}.wav",
+                    }
+                )
     (root / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "vocab.json").write_text(json.dumps(list(PHRASES)))
     return root / "prompts.jsonl"

@@ -19,7 +19,9 @@ from star.errors import StarError
 
 
 def _cfg(kind):
-    return BridgeConfig(kind=kind, width=32, queries=5, layers=2, heads=4, ffn_mult=2, mlp_tokens=3, dropout=0.0)
+    return BridgeConfig(
+        kind=kind, width=32, queries=5, layers=2, heads=4, ffn_mult=2, mlp_tokens=3, dropout=0.0
+    )
 
 
 @pytest.mark.parametrize("kind,q", [("qformer", 5), ("mlp", 3)])
@@ -81,7 +83,9 @@ def test_info_nce_prefers_matching_pairs():
     assert good < 0.1 < bad
     # Two prompts of one caption: the loss floor is log(2) per duplicated item, not a push apart.
     dup = torch.cat([text[:1], text[:1], text[2:]])
-    assert float(info_nce(dup, dup, torch.tensor([0, 0, 2, 3]), 0.07)) == pytest.approx(0.5 * math.log(2), abs=0.05)
+    assert float(info_nce(dup, dup, torch.tensor([0, 0, 2, 3]), 0.07)) == pytest.approx(
+        0.5 * math.log(2), abs=0.05
+    )
 
 
 @pytest.mark.parametrize("kind", ["qformer", "mlp"])

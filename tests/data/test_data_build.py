@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import onset_contrast_db
+from data_helpers import onset_contrast_db
 
 from star.audio.io import SAMPLE_RATE, load_audio
 from star.data import tts
@@ -24,7 +24,7 @@ PROMPT_KEYS = {"id", "audio", "caption", "events", "kind", "split", "speech", "v
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from conftest import MINI
+    from data_helpers import MINI
 
     out = tmp_path_factory.mktemp("build") / "out"
     assert build_dataset(MINI, out, seed=0, **SMALL) == out
@@ -83,7 +83,7 @@ def test_scene_files_have_annotations_on_the_audio(built):
 
 @pytest.mark.slow
 def test_deterministic_given_seed_and_independent_of_workers(built, tmp_path):
-    from conftest import MINI
+    from data_helpers import MINI
 
     again = build_dataset(MINI, tmp_path / "again", seed=0, **{**SMALL, "workers": 2})
     for name in ("sounds.jsonl", "prompts.jsonl"):
@@ -109,7 +109,7 @@ def test_rerun_reuses_the_tts_cache(mini_corpus_copy, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(tts.shutil.which("text2wave") is None, reason="festival not installed")
 def test_festival_builds_only_the_held_out_test_set(tmp_path):
-    from conftest import MINI
+    from data_helpers import MINI
 
     out = build_dataset(MINI, tmp_path / "fest", voices=["festival"], **{**SMALL, "scenes": 3})
     sounds, prompts = read_manifest(out / "sounds.jsonl"), read_manifest(out / "prompts.jsonl")

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_RATE, first_loud_time, onset_contrast_db
+from data_helpers import SAMPLE_RATE, first_loud_time, onset_contrast_db
 
 from star.data.activity import frame_db
 from star.data.captions import default_captions

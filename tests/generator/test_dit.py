@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import randomize, tiny_config
+from generator_helpers import randomize, tiny_config
 
 from star.errors import StarError
 from star.generator import DiT, GeneratorConfig

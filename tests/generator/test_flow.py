@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import randomize, tiny_config
+from generator_helpers import randomize, tiny_config
 
 from star.errors import StarError
 from star.generator import FlowMatching, load_generator, save_generator
@@ -35,11 +35,13 @@ def _flow(backbone=None, **kw):
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
-def test_constant_field_integrates_exactly_with_guidance(method, guidance):
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_constant_field_integrates_exactly_with_guidance(method, guidance, shift):
     flow = _flow(ConstantField())
     cond, mask = _cond()
     noise = torch.randn(2, 64, 30)
-    out = flow.sample(cond, mask, 30, steps=5, cfg=guidance, method=method, noise=noise, clamp=False)
+    out = flow.sample(cond, mask, 30, steps=5, cfg=guidance, method=method, noise=noise, clamp=False,
+                      shift=shift)
     a_cond = cond[..., 0].mean(1)
     a_null = flow.null_token[0].detach()
     v = a_null + guidance * (a_cond - a_null)  # guidance 1 is the plain conditional velocity
@@ -54,6 +56,21 @@ def test_heun_beats_euler_on_curved_field():
     err = {m: (flow.sample(cond, mask, 10, steps=8, cfg=1.0, method=m, noise=noise, clamp=False) - exact)
            .abs().max() for m in ("euler", "heun")}
     assert err["heun"] < err["euler"] / 3
+
+
+def test_time_shift_moves_steps_towards_noise():
+    seen = []
+
+    class Recorder(LinearField):
+        def forward(self, x, t, cond, cond_mask, x_mask=None):
+            seen.append(float(t[0]))
+            return super().forward(x, t, cond, cond_mask)
+
+    flow = _flow(Recorder())
+    cond, mask = _cond()
+    flow.sample(cond, mask, 4, steps=4, cfg=1.0, shift=3.0)
+    assert seen[0] == 1.0 and seen == sorted(seen, reverse=True)
+    assert seen[1] == pytest.approx(3 * 0.75 / (1 + 2 * 0.75))  # 0.9: more steps where the layout forms
 
 
 def test_sample_shapes_steps_and_determinism():
@@ -143,3 +160,17 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "generator.json").write_text((tmp_path / "generator.json").read_text().replace('"dim": 32', '"dim": 64'))
     with pytest.raises(StarError, match="does not fit"):
         load_generator(tmp_path)
+
+
+def test_bf16_sampling_stays_close_to_float32():
+    flow = FlowMatching(tiny_config())
+    randomize(flow, seed=1)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.mul_(0.25)  # keep the random network in a realistic range
+    flow.eval()
+    cond, mask = _cond()
+    a = flow.sample(cond, mask, 40, generator=torch.Generator().manual_seed(0), clamp=False)
+    b = flow.sample(cond, mask, 40, generator=torch.Generator().manual_seed(0), clamp=False, bf16=True)
+    assert b.dtype == torch.float32
+    assert ((a - b).norm() / a.norm()) < 0.05

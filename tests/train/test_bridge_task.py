@@ -39,8 +39,15 @@ def manifest(tmp_path_factory):
                 (root / "speech").mkdir(exist_ok=True)
                 subprocess.run(["espeak-ng", "-v", voice, "-w", str(root / name), text], check=True)
                 split = "val" if pi == 2 else "train"
-                rows.append({"id": name, "caption": text, "speech": name, "split": split,
-                             "events": [{"category": cat, "onset": 0.0, "offset": 5.0}]})
+                rows.append(
+                    {
+                        "id": name,
+                        "caption": text,
+                        "speech": name,
+                        "split": split,
+                        "events": [{"category": cat, "onset": 0.0, "offset": 5.0}],
+                    }
+                )
     (root / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root / "prompts.jsonl"
 
@@ -48,11 +55,15 @@ def manifest(tmp_path_factory):
 def _cfg(manifest, out, steps=30):
     bridge = BridgeConfig(width=32, queries=4, layers=1, heads=2, ffn_mult=2, dropout=0.0)
     return BridgeTaskConfig(
-        manifest=str(manifest), out_dir=str(out), cache_dir=str(out.parent / "cache"),
+        manifest=str(manifest),
+        out_dir=str(out),
+        cache_dir=str(out.parent / "cache"),
         model=StageOneConfig(bridge=bridge),
-        train=TrainConfig(steps=steps, lr=3e-3, warmup=5, log_every=5, eval_every=10, ckpt_every=10,
-                          monitor="val_map"),
-        batch_size=8, align_weight=0.5,
+        train=TrainConfig(
+            steps=steps, lr=3e-3, warmup=5, log_every=5, eval_every=10, ckpt_every=10, monitor="val_map"
+        ),
+        batch_size=8,
+        align_weight=0.5,
     )
 
 

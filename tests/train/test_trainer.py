@@ -43,7 +43,8 @@ class _Regressor(torch.nn.Module):
 
 
 def _cfg(**kw):
-    base = dict(steps=60, lr=0.3, warmup=5, log_every=10, eval_every=20, ckpt_every=20, monitor="neg_mse")
+    base = {"steps": 60, "lr": 0.3, "warmup": 5, "log_every": 10, "eval_every": 20, "ckpt_every": 20,
+            "monitor": "neg_mse"}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -105,9 +106,23 @@ def test_ddp_two_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", str(job)],
-        capture_output=True, text=True, timeout=240, env=env,
+        capture_output=True, text=True, timeout=240, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     w0, w1 = torch.load(tmp_path / "w0.pt"), torch.load(tmp_path / "w1.pt")
     assert torch.allclose(w0, w1), "DDP replicas diverged"
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_interrupt_keeps_checkpoint_and_exports(tmp_path):
+    class Interrupted(LinearTask):
+        def batches(self, rank, world):
+            for i, batch in enumerate(super().batches(rank, world)):
+                if i == 7:
+                    raise KeyboardInterrupt
+                yield batch
+
+    result = Trainer(Interrupted(), _cfg(steps=100), tmp_path).fit()
+    assert result["interrupted"] and result["step"] == 7
+    assert (tmp_path / "checkpoints" / "step-0000007.pt").is_file()
+    assert (tmp_path / "last" / "model.safetensors").is_file()

@@ -29,7 +29,7 @@ class MelConfig(JsonConfig):
 
     def frames(self, seconds: float) -> int:
         """Number of mel frames for `seconds` of audio (centred STFT: 1 + samples // hop)."""
-        return 1 + int(round(seconds * self.sample_rate)) // self.hop
+        return 1 + round(seconds * self.sample_rate) // self.hop
 
 
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:

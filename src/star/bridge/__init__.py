@@ -3,6 +3,7 @@ its stage-1 pre-training model (event head + alignment to caption text embedding
 
 from star.bridge.base import Bridge, BridgeConfig
 from star.bridge.builders import build_bridge
+from star.bridge.listen import NO_REQUEST, Listener, ListenResult
 from star.bridge.model import (
     ListenThresholds,
     StageOneConfig,
@@ -13,9 +14,12 @@ from star.bridge.model import (
 )
 
 __all__ = [
+    "NO_REQUEST",
     "Bridge",
     "BridgeConfig",
+    "ListenResult",
     "ListenThresholds",
+    "Listener",
     "StageOneConfig",
     "StageOneModel",
     "build_bridge",

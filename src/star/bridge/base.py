@@ -36,7 +36,17 @@ class BridgeConfig(JsonConfig):
             raise StarError(f"unknown bridge kind {self.kind!r}; valid: {', '.join(BRIDGE_KINDS)}")
         if self.width % self.heads:
             raise StarError(f"bridge width {self.width} must be divisible by heads {self.heads}")
-        for name in ("in_dim", "out_dim", "width", "queries", "layers", "heads", "ffn_mult", "mlp_tokens", "frame_stride"):
+        for name in (
+            "in_dim",
+            "out_dim",
+            "width",
+            "queries",
+            "layers",
+            "heads",
+            "ffn_mult",
+            "mlp_tokens",
+            "frame_stride",
+        ):
             if getattr(self, name) < 1:
                 raise StarError(f"bridge {name} must be >= 1")
         return self
@@ -64,7 +74,9 @@ def check_frames(frames: torch.Tensor, mask: torch.Tensor, dim: int) -> None:
     if frames.ndim != 3 or frames.shape[-1] != dim:
         raise StarError(f"bridge expects frames [b, t, {dim}], got {tuple(frames.shape)}")
     if mask.shape != frames.shape[:2] or mask.dtype != torch.bool:
-        raise StarError(f"bridge expects a bool mask {tuple(frames.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+        raise StarError(
+            f"bridge expects a bool mask {tuple(frames.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}"
+        )
     if not bool(mask.any(1).all()):
         raise StarError("bridge input has an item without any real frame")
 

@@ -28,10 +28,18 @@ from star.bridge.model import ListenThresholds, StageOneConfig
 
 # Speech that asks for no sound: the listener must not turn it into a guess.
 OFF_TOPIC = (
-    "what time is it", "please send me the report by friday", "my name is john and I live in london",
-    "turn left at the next corner", "how much does this cost", "the meeting starts at nine",
-    "can you tell me the weather forecast", "I think we should buy a new car", "thank you very much",
-    "set an alarm for seven thirty", "where is the nearest station", "she reads a book every evening",
+    "what time is it",
+    "please send me the report by friday",
+    "my name is john and I live in london",
+    "turn left at the next corner",
+    "how much does this cost",
+    "the meeting starts at nine",
+    "can you tell me the weather forecast",
+    "I think we should buy a new car",
+    "thank you very much",
+    "set an alarm for seven thirty",
+    "where is the nearest station",
+    "she reads a book every evening",
 )
 OFF_TOPIC_VOICES = ("en-us+m3", "en-gb+f2", "en-us+f4")
 
@@ -103,8 +111,14 @@ def choose(pos: np.ndarray, neg: np.ndarray, min_recall: float) -> tuple[ListenT
     return ListenThresholds(*map(float, th)), {"prompt_recall": recall, "negative_rejection": reject}
 
 
-def calibrate(model_dir: str | Path, manifests: list[str], esc10: str | None, min_recall: float = 0.98,
-              max_prompts: int = 300, write: bool = True) -> dict:
+def calibrate(
+    model_dir: str | Path,
+    manifests: list[str],
+    esc10: str | None,
+    min_recall: float = 0.98,
+    max_prompts: int = 150,
+    write: bool = True,
+) -> dict:
     from star.train.bridge_task import read_manifest
 
     listener = Listener.from_folder(model_dir)
@@ -120,15 +134,31 @@ def calibrate(model_dir: str | Path, manifests: list[str], esc10: str | None, mi
         probs, _, sim, ratio = listener.signals(wav)
         return [ratio, float(probs.max()), sim]
 
-    pos = np.array([sig(load_audio(p)) for p in tqdm(prompts, desc="prompts")])
+    # Half of the prompts get 0.5-2 s of silence around them, as a real recording would.
+    def padded(i, wav):
+        if i % 2:
+            return wav
+        lead, tail = (int(rng.uniform(0.5, 2.0) * SAMPLE_RATE) for _ in range(2))
+        return np.pad(wav, (lead, tail))
+
+    pos = np.array([sig(padded(i, load_audio(p))) for i, p in enumerate(tqdm(prompts, desc="prompts"))])
     neg_names = list(negatives)
     neg = np.array([sig(negatives[k]) for k in tqdm(neg_names, desc="non-requests")])
     th, rates = choose(pos, neg, min_recall)
-    accepted = [k for k, s in zip(neg_names, neg) if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()]
-    report = {"thresholds": th.to_dict(), **rates, "n_prompts": len(pos), "n_negatives": len(neg),
-              "accepted_negatives": accepted,
-              "prompt_signal_p05": np.percentile(pos, 5, axis=0).round(3).tolist(),
-              "negative_signal_p95": np.percentile(neg, 95, axis=0).round(3).tolist()}
+    accepted = [
+        k
+        for k, s in zip(neg_names, neg)
+        if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()
+    ]
+    report = {
+        "thresholds": th.to_dict(),
+        **rates,
+        "n_prompts": len(pos),
+        "n_negatives": len(neg),
+        "accepted_negatives": accepted,
+        "prompt_signal_p05": np.percentile(pos, 5, axis=0).round(3).tolist(),
+        "negative_signal_p95": np.percentile(neg, 95, axis=0).round(3).tolist(),
+    }
     if write:
         cfg_path = Path(model_dir) / "bridge.json"
         cfg = StageOneConfig.load(cfg_path)

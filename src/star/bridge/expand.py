@@ -8,8 +8,14 @@ embedded with the text encoder, words close to exactly one category's training c
 and they are spoken in training voices (espeak-ng, flite) inside generic carrier phrases. Mining sees
 only the lexicon, the text encoder and the training captions - never validation or test phrasings.
 
+Negatives come from the same lexicon: words far from every category (similarity < 0.2), spoken plainly
+or as a request for an unknown sound, with all-zero targets, so the event head stays low on speech
+that names no known sound (which `listen` must answer with "no spoken sound request heard").
+
     python -m star.bridge.expand --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/expand
-writes `prompts.jsonl` (train split only) + `mined.json` (words per category with similarities).
+    python -m star.bridge.expand --negatives --manifest runs/data/esc10_train/prompts.jsonl \
+        --out runs/bridge/negatives --lexicon-cache runs/bridge/expand/lexicon_minilm.npz
+write `prompts.jsonl` (train split only; expansion also `mined.json`, words per category + similarity).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ LEXICON = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
 POS_LEXICON = Path("/usr/share/festival/dicts/wsj.wp39.poslexR")
 # Carrier phrases: a bare word and generic request shapes (the training captions' generic forms).
 TEMPLATES = ("{w}", "the sound of {w}", "a recording of {w}", "play {w}", "{w} nearby")
+# Negatives: words far from every category, spoken plainly or as a request for a sound we do not know.
+NEGATIVE_TEMPLATES = ("{w}", "the sound of {w}", "I like {w}", "{w} is here", "tell me about {w}")
 
 
 def lexicon_words(path: str | Path = LEXICON) -> list[str]:
@@ -46,7 +54,9 @@ def proper_nouns(path: str | Path = POS_LEXICON) -> set[str]:
     if not path.is_file():
         return set()
     out = set()
-    for m in re.finditer(r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE):
+    for m in re.finditer(
+        r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE
+    ):
         if set(re.findall(r"\((\w+) ", m.group(2))) <= {"nnp", "nnps"}:
             out.add(m.group(1))
     return out
@@ -98,7 +108,9 @@ def caption_prototypes(rows: list[dict], vocab: list[str], text_encoder) -> np.n
 
     protos = []
     for c in vocab:
-        caps = sorted({r["caption"] for r in rows if row_categories(r) == [c] and r.get("split", "train") == "train"})
+        caps = sorted(
+            {r["caption"] for r in rows if row_categories(r) == [c] and r.get("split", "train") == "train"}
+        )
         if not caps:
             raise StarError(f"no single-event training caption for {c!r}")
         v = text_encoder.embed(caps).mean(0).numpy()
@@ -119,9 +131,6 @@ def build_expansion(
     lexicon: str | Path = LEXICON,
 ) -> Path:
     """Mine, speak and write `out_dir/prompts.jsonl`; returns its path."""
-    from star.audio.io import write_wav
-    from star.data.augment import AugmentConfig, augment
-    from star.data.tts import plan_renditions, resolve_voices, synthesize
     from star.encoders import build_text_encoder
     from star.train.bridge_task import read_manifest, read_vocab
 
@@ -132,36 +141,105 @@ def build_expansion(
     words = lexicon_words(lexicon)
     word_emb = embed_words(words, text, out / "lexicon_minilm.npz")
     # Words the training captions already use teach nothing new.
-    seen = {w for r in rows if r.get("split", "train") == "train" for w in re.findall(r"[a-z]+", r["caption"].lower())}
-    mined = mine(words, word_emb, caption_prototypes(rows, vocab, text), vocab,
-                 min_sim=min_sim, margin=margin, per_class=per_class, exclude=seen | proper_nouns())
+    seen = {
+        w
+        for r in rows
+        if r.get("split", "train") == "train"
+        for w in re.findall(r"[a-z]+", r["caption"].lower())
+    }
+    mined = mine(
+        words,
+        word_emb,
+        caption_prototypes(rows, vocab, text),
+        vocab,
+        min_sim=min_sim,
+        margin=margin,
+        per_class=per_class,
+        exclude=seen | proper_nouns(),
+    )
     (out / "mined.json").write_text(json.dumps(mined, indent=1) + "\n")
     rng = np.random.default_rng(seed)
-    voices = resolve_voices(None)
-    aug_cfg = AugmentConfig()
     jobs = []
     for cat, found in mined.items():
         for word, _ in found:
             for t in rng.choice(len(TEMPLATES), size=texts_per_word, replace=False):
-                jobs.extend((cat, TEMPLATES[t].format(w=word), r) for r in plan_renditions(voices, renditions, rng))
-    lines = []
-    for n, (cat, caption, rendition) in enumerate(tqdm(jobs, desc="speaking mined words", unit="prompt")):
-        wav = synthesize(caption, rendition, out / "tts_cache")
-        wav, params = augment(wav, rng, aug_cfg)
-        name = f"speech/x{n:05d}.wav"
-        write_wav(out / name, wav)
-        lines.append({
-            "id": f"expand-{n:05d}", "caption": caption, "kind": "single", "split": "train", "speech": name,
-            "events": [{"category": cat, "onset": 0.0, "offset": 5.0}],
-            **rendition.to_dict(), "augment": params, "source": "lexicon-expansion",
-        })
+                jobs += [([cat], TEMPLATES[t].format(w=word))] * renditions
+    lines = speak_rows(jobs, out, "x", seed, "lexicon-expansion")
     path = out / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     return path
 
 
+def speak_rows(
+    jobs: list[tuple[list[str], str]], out: Path, prefix: str, seed: int, source: str
+) -> list[dict]:
+    """Speak (categories, caption) jobs in training voices with waveform augmentation -> manifest rows."""
+    from star.audio.io import write_wav
+    from star.data.augment import AugmentConfig, augment
+    from star.data.tts import plan_renditions, resolve_voices, synthesize
+
+    rng = np.random.default_rng(seed)
+    renditions = plan_renditions(resolve_voices(None), len(jobs), rng)
+    rows = []
+    for n, ((cats, caption), rendition) in enumerate(
+        tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")
+    ):
+        wav, params = augment(synthesize(caption, rendition, out / "tts_cache"), rng, AugmentConfig())
+        name = f"speech/{prefix}{n:05d}.wav"
+        write_wav(out / name, wav)
+        rows.append(
+            {
+                "id": f"{prefix}-{n:05d}",
+                "caption": caption,
+                "kind": "single" if cats else "none",
+                "split": "train",
+                "speech": name,
+                "events": [{"category": c, "onset": 0.0, "offset": 5.0} for c in cats],
+                **rendition.to_dict(),
+                "augment": params,
+                "source": source,
+            }
+        )
+    return rows
+
+
+def build_negatives(
+    manifest: str | Path,
+    out_dir: str | Path,
+    *,
+    words: int = 150,
+    max_sim: float = 0.2,
+    seed: int = 0,
+    lexicon_cache: str | Path | None = None,
+) -> Path:
+    """Speech that asks for no known sound (all-zero targets), so the event head learns to stay low on it."""
+    from star.encoders import build_text_encoder
+    from star.train.bridge_task import read_manifest, read_vocab
+
+    out = Path(out_dir)
+    rows = read_manifest(manifest)
+    vocab = read_vocab(manifest, rows)
+    text = build_text_encoder("minilm")
+    lex = lexicon_words()
+    emb = embed_words(lex, text, lexicon_cache or out / "lexicon_minilm.npz").astype(np.float32)
+    far = np.flatnonzero((emb @ caption_prototypes(rows, vocab, text).T).max(1) < max_sim)
+    names = proper_nouns()
+    rng = np.random.default_rng(seed)
+    pool = [lex[i] for i in rng.permutation(far) if lex[i] not in names]
+    jobs = [
+        ([], NEGATIVE_TEMPLATES[k % len(NEGATIVE_TEMPLATES)].format(w=w)) for k, w in enumerate(pool[:words])
+    ]
+    path = out / "prompts.jsonl"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in speak_rows(jobs, out, "n", seed, "lexicon-negative"))
+    )
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Mine synonyms from a lexicon and speak them as extra stage-1 prompts")
+    p = argparse.ArgumentParser(
+        description="Mine synonyms from a lexicon and speak them as extra stage-1 prompts"
+    )
     p.add_argument("--manifest", required=True, help="training prompts manifest (vocab + training captions)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--per-class", type=int, default=40)
@@ -170,9 +248,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-sim", type=float, default=0.42)
     p.add_argument("--margin", type=float, default=0.08)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--negatives", action="store_true", help="build the negative (no-sound) prompts instead")
+    p.add_argument("--negative-words", type=int, default=150)
+    p.add_argument("--lexicon-cache", help="an existing lexicon_minilm.npz (embedding the lexicon is slow)")
     a = p.parse_args(argv)
-    path = build_expansion(a.manifest, a.out, per_class=a.per_class, texts_per_word=a.texts_per_word,
-                           renditions=a.renditions, min_sim=a.min_sim, margin=a.margin, seed=a.seed)
+    if a.negatives:
+        print(
+            build_negatives(
+                a.manifest, a.out, words=a.negative_words, seed=a.seed, lexicon_cache=a.lexicon_cache
+            )
+        )
+        return
+    path = build_expansion(
+        a.manifest,
+        a.out,
+        per_class=a.per_class,
+        texts_per_word=a.texts_per_word,
+        renditions=a.renditions,
+        min_sim=a.min_sim,
+        margin=a.margin,
+        seed=a.seed,
+    )
     print(path)
 
 

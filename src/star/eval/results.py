@@ -3,10 +3,10 @@ table of `star bench`, and spectrograms of a few examples.
 
     python -m star.eval.results --festival /work/runs/data/esc10_festival/prompts.jsonl --out docs/
 
-Runs `star.eval.evaluator.run_eval` twice (clean prompts, and the same prompts with white noise at
-`--noise-snr` dB) and `star.eval.bench.run_bench` once, unless `--reuse` finds their outputs under
-`--runs` (or `--bench` names a saved `star bench --json` report). The page quotes medians, and records
-the command, the date and the load average of the machine during the measurements.
+Runs `star bench --json` once in its own process (unless `--bench` names a saved report), then
+`star.eval.evaluator.run_eval` twice: clean prompts, and the same prompts with white noise at
+`--noise-snr` dB (unless `--reuse` finds their outputs under `--runs`). The page quotes medians and
+records the command, the date and the load average of the machine during the measurements.
 """
 
 from __future__ import annotations
@@ -133,7 +133,10 @@ def latency_table(b: dict[str, Any]) -> str:
             f"{b['e2e_latency_p90_ms']:.1f} ms",
         ),
         (
-            "speech-processing latency, cascade (Whisper tiny.en ASR, beam 5 + MiniLM)",
+            (
+                f"speech-processing latency, cascade (Whisper tiny.en ASR, beam "
+                f"{b.get('asr_beam_size', '?')} + MiniLM)"
+            ),
             f"{b['cascade_latency_median_ms']:.1f} ms",
             f"{b['cascade_latency_p90_ms']:.1f} ms",
         ),
@@ -206,6 +209,53 @@ def load_note(loads: list[float], cores: int) -> str:
 # ---------------------------------------------------------------- the page
 
 
+def _row(scores: dict[str, Any] | None, system: str, group: str = "all") -> dict[str, Any]:
+    for r in (scores or {}).get("rows", []):
+        if r["system"] == system and r["group"] == group:
+            return r
+    return {}
+
+
+def summary_lines(
+    clean: dict[str, Any], noisy: dict[str, Any] | None, bench: dict[str, Any] | None
+) -> list[str]:
+    """Headline figures as bullet points, each taken from the tables below."""
+    out = []
+    if bench is not None:
+        out.append(
+            f"- Speech-processing latency: E2E {bench['e2e_latency_median_ms']:.0f} ms vs cascade "
+            f"{bench['cascade_latency_median_ms']:.0f} ms (median), "
+            f"{bench['latency_reduction_pct']:.1f} % lower "
+            f"(target >= 90 %; STAR paper 76.9 %)."
+        )
+        out.append(
+            f"- 5 s of audio in {bench['generation_median_s']:.2f} s (real-time factor "
+            f"{bench['real_time_factor']:.2f}; target <= 0.1), peak RSS {bench['peak_rss_mb']:.0f} MiB "
+            f"(target <= 1.5 GB), first audio {bench['cold_start_s']:.0f} s after a cold start."
+        )
+    group = "ked" if _row(clean, "e2e", "ked") else "all"
+    e2e, cas, real = _row(clean, "e2e", group), _row(clean, "cascade", group), _row(clean, "real clips")
+    if e2e and cas:
+        out.append(
+            f"- Generated clips recognised as the requested sound "
+            f"({'unseen voice ked' if group == 'ked' else 'all voices'}"
+            f"): E2E {_fmt(e2e.get('event_accuracy'))}, cascade {_fmt(cas.get('event_accuracy'))}, real "
+            f"recordings (all prompts) {_fmt(real.get('event_accuracy'))}; "
+            f"FD E2E {_fmt(e2e.get('fd'), 0)}, cascade "
+            f"{_fmt(cas.get('fd'), 0)}."
+        )
+    n_e2e, n_cas = _row(noisy, "e2e"), _row(noisy, "cascade")
+    if n_e2e and n_cas:
+        out.append(
+            f"- Noisy prompts ({noisy['settings'].get('noise_snr'):g} dB SNR): event accuracy E2E "
+            f"{_fmt(_row(clean, 'e2e').get('event_accuracy'))} -> {_fmt(n_e2e.get('event_accuracy'))}, "
+            f"cascade "
+            f"{_fmt(_row(clean, 'cascade').get('event_accuracy'))} -> {_fmt(n_cas.get('event_accuracy'))}; "
+            f"the cascade's ASR WER {_fmt(_row(clean, 'cascade').get('wer'))} -> {_fmt(n_cas.get('wer'))}."
+        )
+    return out
+
+
 def build_page(
     *,
     command: str,
@@ -235,6 +285,10 @@ def build_page(
         settings,
         "",
         load_note(loads, cores),
+        "",
+        "## Summary",
+        "",
+        *summary_lines(clean, noisy, bench),
         "",
         "## E2E vs cascade on held-out-voice prompts",
         "",
@@ -300,6 +354,21 @@ def build_page(
     return "\n".join(out).rstrip() + "\n"
 
 
+def bench_in_subprocess(model: Path | None, repeats: int, save: Path) -> dict[str, Any]:
+    """`star bench --json` in a fresh process (its RSS figures are its own), saved to `save`."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "star.cli", "bench", "--json", "--repeats", str(repeats)]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)  # progress stays on stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"star bench failed (exit {proc.returncode})")
+    save.parent.mkdir(parents=True, exist_ok=True)
+    save.write_text(proc.stdout)
+    return json.loads(proc.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Regenerate docs/RESULTS.md from evaluation and benchmark runs."
@@ -323,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", type=Path, default=None, help="a saved `star bench --json` report")
     parser.add_argument("--repeats", type=int, default=5, help="bench repeats when --bench is not given")
     parser.add_argument("--no-bench", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the evaluation runs")
     parser.add_argument("--reuse", action="store_true", help="reuse eval runs already under --runs")
     args = parser.parse_args(argv)
+
+    import torch
 
     from star.eval.evaluator import run_eval
 
@@ -343,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         "clean": (args.runs / "clean", None),
         "noisy": (args.runs / f"noisy_snr{args.noise_snr:g}", args.noise_snr),
     }
+    # The benchmark runs first, in its own process: memory figures must not include the evaluation's.
+    bench = None
+    if args.bench is not None:
+        bench = json.loads(args.bench.read_text())
+    elif not args.no_bench:
+        bench = bench_in_subprocess(args.model, args.repeats, args.runs / "bench.json")
+    torch.set_num_threads(args.threads)  # after the benchmark: it reports the default thread count
     tables = {}
     for name, (run_dir, snr) in runs.items():
         if args.reuse and (run_dir / "scores.json").is_file():
@@ -352,15 +431,6 @@ def main(argv: list[str] | None = None) -> int:
                 args.festival, run_dir, noise_snr=snr, reference_rows=snr is None, **common
             )
         loads += tables[name].get("load_avg", [])
-    bench = None
-    if args.bench is not None:
-        bench = json.loads(args.bench.read_text())
-    elif not args.no_bench:
-        from star.eval.bench import run_bench
-
-        bench = run_bench(model_dir=args.model, repeats=args.repeats)
-        args.runs.mkdir(parents=True, exist_ok=True)
-        (args.runs / "bench.json").write_text(json.dumps(bench, indent=1))
     if bench is not None:
         loads += [bench["load_avg_start"][0], bench["load_avg_end"][0]]
     figures = example_figures(args.festival, runs["clean"][0], args.out, args.limit)

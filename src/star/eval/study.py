@@ -52,6 +52,16 @@ class EvalSet:
     rows: list[dict]
     wavs: list[np.ndarray] | None = None  # in memory for noisy copies; None = read rows' speech files
 
+    @property
+    def key(self) -> str:
+        """Cache key: the name plus a digest of the prompt ids (a different subsample misses the cache)."""
+        import hashlib
+
+        digest = hashlib.sha1(
+            "\n".join(str(r.get("id", r["speech"])) for r in self.rows).encode()
+        ).hexdigest()
+        return f"{self.name}_{digest[:10]}"
+
     def iter_wavs(self):
         if self.wavs is not None:
             yield from self.wavs
@@ -102,19 +112,24 @@ class Features:
         """Encoder frames for each waveform of the set (cached on disk per set)."""
         key = (encoder_name, s.name)
         if key not in self._frames:
-            path = self.cache_dir / f"frames_{encoder_name}_{s.name}.pt"
+            path = self.cache_dir / f"frames_{encoder_name}_{s.key}.pt"
             from star.encoders import build_speech_encoder
 
             enc = build_speech_encoder(encoder_name)
             if s.wavs is None:  # real files: the shared feature cache (training already filled it)
                 from star.encoders.cache import FeatureCache
 
-                files = FeatureCache(self.feature_cache, encoder_name).ensure([r["speech"] for r in s.rows], enc)
+                files = FeatureCache(self.feature_cache, encoder_name).ensure(
+                    [r["speech"] for r in s.rows], enc
+                )
                 self._frames[key] = [np.load(f) for f in files]
             elif path.is_file():
                 self._frames[key] = torch.load(path, weights_only=False)
             else:
-                out = [enc.encode_one(w).astype(np.float16) for w in tqdm(s.wavs, desc=f"{encoder_name} {s.name}")]
+                out = [
+                    enc.encode_one(w).astype(np.float16)
+                    for w in tqdm(s.wavs, desc=f"{encoder_name} {s.name}")
+                ]
                 torch.save(out, path)
                 self._frames[key] = out
         return self._frames[key]
@@ -122,28 +137,35 @@ class Features:
     def logmel(self, s: EvalSet) -> np.ndarray:
         from star.audio import MelSpec
 
-        path = self.cache_dir / f"logmel_{s.name}.npy"
+        path = self.cache_dir / f"logmel_{s.key}.npy"
         if path.is_file():
             return np.load(path)
         mel = MelSpec()
-        out = np.stack([pool_mean_std(mel.of_numpy(w).T) for w in tqdm(s.iter_wavs(), desc=f"log-mel {s.name}")])
+        out = np.stack(
+            [pool_mean_std(mel.of_numpy(w).T) for w in tqdm(s.iter_wavs(), desc=f"log-mel {s.name}")]
+        )
         np.save(path, out)
         return out
 
     def transcripts(self, s: EvalSet) -> list[str]:
         from star.encoders.asr import WhisperASR
 
-        path = self.cache_dir / f"asr_{s.name}.json"
+        path = self.cache_dir / f"asr_{s.key}.json"
         if path.is_file():
             return json.loads(path.read_text())
         asr = WhisperASR()
-        out = [asr.transcribe(w) or "nothing" for w in tqdm(s.iter_wavs(), desc=f"ASR {s.name}", total=len(s.rows))]
+        out = [
+            asr.transcribe(w) or "nothing"
+            for w in tqdm(s.iter_wavs(), desc=f"ASR {s.name}", total=len(s.rows))
+        ]
         path.write_text(json.dumps(out))
         return out
 
 
 # ---- probe -------------------------------------------------------------------------------------------
-def probe_scores(x_train: np.ndarray, y_train: np.ndarray, tests: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def probe_scores(
+    x_train: np.ndarray, y_train: np.ndarray, tests: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """One-vs-rest logistic regression on standardised features; returns decision scores per test set."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -157,7 +179,10 @@ def probe_scores(x_train: np.ndarray, y_train: np.ndarray, tests: dict[str, np.n
 
 def metrics(scores: np.ndarray, rows: list[dict], targets: np.ndarray) -> dict[str, float]:
     single = np.array([len(row_categories(r)) == 1 for r in rows])
-    return {"map": mean_average_precision(scores, targets), "top1": top1_accuracy(scores[single], targets[single])}
+    return {
+        "map": mean_average_precision(scores, targets),
+        "top1": top1_accuracy(scores[single], targets[single]),
+    }
 
 
 # ---- the study ---------------------------------------------------------------------------------------
@@ -205,11 +230,13 @@ def run_study(args) -> str:
 
     train = EvalSet("train", train_rows)
     val = EvalSet("val", val_rows)
-    val_wavs = list(val.iter_wavs())
+    val_wavs = list(val.head(args.max_noisy or len(val.rows)).iter_wavs())
     fest = EvalSet("festival", fest_rows)
-    clean_sets = [val,
-                  fest.subset("fest_ked", lambda r: _voice_group(r) == "ked"),
-                  fest.subset("fest_kal_slt", lambda r: _voice_group(r) != "ked")]
+    clean_sets = [
+        val,
+        fest.subset("fest_ked", lambda r: _voice_group(r) == "ked"),
+        fest.subset("fest_kal_slt", lambda r: _voice_group(r) != "ked"),
+    ]
     columns = ["val", "fest_ked", "fest_kal_slt", *[f"snr{s}" for s in SNRS]]
 
     from star.data.augment import add_noise
@@ -218,8 +245,14 @@ def run_study(args) -> str:
         out = []
         for snr in SNRS:
             rng = np.random.default_rng(1000 * seed + snr)
-            out.append(EvalSet(f"val_snr{snr}_seed{seed}", val.rows,
-                               [add_noise(w, snr, "white", rng) for w in val_wavs]))
+            n = args.max_noisy or len(val.rows)
+            out.append(
+                EvalSet(
+                    f"val_snr{snr}_seed{seed}",
+                    val.rows[:n],
+                    [add_noise(w, snr, "white", rng) for w in val_wavs[:n]],
+                )
+            )
         return out
 
     results: dict[str, dict[str, list[float]]] = {}  # rep -> "col/metric" -> values over seeds
@@ -228,23 +261,32 @@ def run_study(args) -> str:
         for k, v in m.items():
             results.setdefault(rep, {}).setdefault(f"{col}/{k}", []).append(v)
 
-    def evaluate_rep(rep: str, extract: Callable[[EvalSet], np.ndarray], seed: int, sets: list[EvalSet]) -> None:
+    def evaluate_rep(
+        rep: str, extract: Callable[[EvalSet], np.ndarray], seed: int, sets: list[EvalSet]
+    ) -> None:
         scores = probe_scores(extract(train), y_train, {s.name: extract(s) for s in sets})
         for s, col in zip(sets, columns):
             record(rep, col, metrics(scores[s.name], s.rows, multi_hot(s.rows, vocab)))
 
     text = None
-    variants = [BridgeVariant("MLP bridge + align", "mlp", args.align_weight),
-                BridgeVariant("Q-Former, no align", "qformer", 0.0),
-                BridgeVariant("Q-Former + align", "qformer", args.align_weight)]
+    variants = [
+        BridgeVariant("MLP bridge + align", "mlp", args.align_weight),
+        BridgeVariant("Q-Former, no align", "qformer", 0.0),
+        BridgeVariant("Q-Former + align", "qformer", args.align_weight),
+    ]
     if args.extra:
         variants.append(BridgeVariant("Q-Former + align + lexicon", "qformer", args.align_weight, extra=True))
     for seed in args.seeds:
         sets = clean_sets + noisy_sets(seed)
         evaluate_rep("log-mel mean+std", feats.logmel, seed, sets)
-        for enc, label in (("speech-embedding", "speech_embedding mean"), ("whisper-tiny.en", "whisper-tiny.en mean")):
+        for enc, label in (
+            ("speech-embedding", "speech_embedding mean"),
+            ("whisper-tiny.en", "whisper-tiny.en mean"),
+        ):
             try:
-                evaluate_rep(label, lambda s, e=enc: np.stack([pool_mean(f) for f in feats.frames(e, s)]), seed, sets)
+                evaluate_rep(
+                    label, lambda s, e=enc: np.stack([pool_mean(f) for f in feats.frames(e, s)]), seed, sets
+                )
             except StarError as exc:  # an encoder missing on this machine leaves its row out, said plainly
                 print(f"skipping {label}: {exc}", file=sys.stderr)
         for v in variants:
@@ -268,7 +310,9 @@ def run_study(args) -> str:
 
             evaluate_rep(f"{v.name} (probe)", bridge_rep, seed, sets)
             for s, col in zip(sets, columns):
-                record(f"{v.name} (own head)", col, metrics(bridge_out[s.name], s.rows, multi_hot(s.rows, vocab)))
+                record(
+                    f"{v.name} (own head)", col, metrics(bridge_out[s.name], s.rows, multi_hot(s.rows, vocab))
+                )
         # Text references: the probe learns from caption embeddings of the training prompts.
         from star.encoders import build_text_encoder
 
@@ -277,13 +321,22 @@ def run_study(args) -> str:
         ref_sets = {s.name: text.embed([r["caption"] for r in s.rows]).numpy() for s in sets}
         scores = probe_scores(cap_train, y_train, ref_sets)
         for s, col in zip(sets, columns):
-            record("MiniLM of the true caption", col, metrics(scores[s.name], s.rows, multi_hot(s.rows, vocab)))
+            record(
+                "MiniLM of the true caption", col, metrics(scores[s.name], s.rows, multi_hot(s.rows, vocab))
+            )
         if seed == args.seeds[0] and not args.no_asr:  # ASR is the slow part: once, on a subset
             asr_sets = [s.head(args.max_asr) for s in sets]
             asr_emb = {s.name: text.embed(feats.transcripts(s)).numpy() for s in asr_sets}
             scores = probe_scores(cap_train, y_train, asr_emb)
             for s, col in zip(asr_sets, columns):
-                record("MiniLM of the ASR transcript", col, metrics(scores[s.name], s.rows, multi_hot(s.rows, vocab)))
+                record(
+                    "MiniLM of the ASR transcript",
+                    col,
+                    metrics(scores[s.name], s.rows, multi_hot(s.rows, vocab)),
+                )
+        if args.out:  # a page after every seed, so a long study shows results early
+            sizes = {"train": len(train.rows), **{s.name: len(s.rows) for s in clean_sets}}
+            Path(args.out).write_text(render(results, columns, args, sizes, (time.monotonic() - t0) / 60))
     minutes = (time.monotonic() - t0) / 60
     sizes = {"train": len(train.rows), **{s.name: len(s.rows) for s in clean_sets}}
     return render(results, columns, args, sizes, minutes)
@@ -306,29 +359,31 @@ def render(results, columns, args, sizes, minutes) -> str:
     for rep, vals in results.items():
         cells = [_fmt(vals.get(f"{c}/{m}", [float("nan")])) for c in columns for m in ("map", "top1")]
         lines.append(f"| {rep} | " + " | ".join(cells) + " |")
-    return "\n".join([
-        "# Representation study (stage 1)",
-        "",
-        "What carries *which sound was asked for* from a spoken prompt? Each representation gets a linear",
-        "probe (one-vs-rest logistic regression on standardised features) trained on the training prompts;",
-        "bridges also report their own event head. Columns: `val` = validation prompts (training voices,",
-        "held-out phrasings); `fest_ked` = festival ked, the truly unseen speaker; `fest_kal_slt` = festival",
-        "kal/slt (the same speakers as flite's kal/slt, so only the synthesiser is new); `snr10`/`snr5` =",
-        "the validation prompts with white noise at 10/5 dB SNR. mAP counts every prompt (scenes have",
-        "several labels); top-1 counts single-event prompts.",
-        "",
-        f"Seeds: {' '.join(map(str, args.seeds))} (they vary bridge training and the added noise; the probes",
-        "themselves are deterministic, so representations without a trained part show no spread on clean",
-        f"sets). Prompts: {json.dumps(sizes)}. Bridges: {args.bridge_steps} steps each. ASR reference: first",
-        f"seed only, first {args.max_asr} prompts of each set. Wall time: {minutes:.1f} min.",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
-        *lines,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Representation study (stage 1)",
+            "",
+            "What carries *which sound was asked for* from a spoken prompt? Each representation gets a linear",
+            "probe (one-vs-rest logistic regression on standardised features) trained on the training prompts;",
+            "bridges also report their own event head. Columns: `val` = validation prompts (training voices,",
+            "held-out phrasings); `fest_ked` = festival ked, the truly unseen speaker; `fest_kal_slt` = festival",
+            "kal/slt (the same speakers as flite's kal/slt, so only the synthesiser is new); `snr10`/`snr5` =",
+            "the first validation prompts with white noise at 10/5 dB SNR. mAP counts every prompt (scenes have",
+            "several labels); top-1 counts single-event prompts.",
+            "",
+            f"Seeds: {' '.join(map(str, args.seeds))} (they vary bridge training and the added noise; the probes",
+            "themselves are deterministic, so representations without a trained part show no spread on clean",
+            f"sets). Prompts: {json.dumps(sizes)}, noisy: {args.max_noisy or sizes['val']}. Bridges: {args.bridge_steps} steps each. ASR reference: first",
+            f"seed only, first {args.max_asr} prompts of each set. Wall time: {minutes:.1f} min.",
+            "",
+            "```",
+            cmd,
+            "```",
+            "",
+            *lines,
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -344,14 +399,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bridge-steps", type=int, default=400)
     p.add_argument("--align-weight", type=float, default=1.0)
     p.add_argument("--extra", nargs="*", default=[], help="extra training manifests for a 'lexicon' variant")
-    p.add_argument("--max-train", type=int, default=0, help="cap on training prompts for the probes (0 = all)")
+    p.add_argument(
+        "--max-train", type=int, default=0, help="cap on training prompts for the probes (0 = all)"
+    )
     p.add_argument("--max-eval", type=int, default=400, help="cap on validation prompts (festival: twice)")
+    p.add_argument("--max-noisy", type=int, default=150, help="validation prompts given noise (0 = all)")
     p.add_argument("--max-asr", type=int, default=150)
     p.add_argument("--no-asr", action="store_true")
+    p.add_argument("--notes", help="Markdown file appended to the page (e.g. the stage-1 experiments log)")
     args = p.parse_args(argv)
     args.argv = argv
     torch.set_num_threads(1)
     page = run_study(args)
+    if args.notes:
+        page += "\n" + Path(args.notes).read_text()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(page)
     print(page)

@@ -51,6 +51,7 @@ class GeneratorConfig(JsonConfig):
     steps: int = 8
     cfg: float = 3.0
     method: str = "euler"
+    shift: float = 1.0  # sampling time shift (> 1: more steps near the noise end)
 
     def frames(self, seconds: float) -> int:
         """Mel frames for `seconds` of audio (the shared MelConfig: 5 s -> 313)."""
@@ -201,6 +202,8 @@ class DiT(nn.Module):
         p = cfg.patch
         length = -(-t // p)
         x = F.pad(x, (0, length * p - t))  # [b, f, l*p]
+        dtype = self.patch_in.weight.dtype  # float32, or bfloat16 for a bf16 inference copy
+        x, cond = x.to(dtype), cond.to(dtype)
         tokens = x.view(b, f, length, p).permute(0, 2, 3, 1).reshape(b, length, p * f)  # [b, l, p*f]
         h = self.patch_in(tokens)  # [b, l, d]
         # Absolute time in seconds (besides the relative rotary positions) lets the model place events
@@ -217,7 +220,7 @@ class DiT(nn.Module):
         ch = self.cond_in(cond)  # [b, n, d]
         m = cond_mask[..., None].to(ch.dtype)
         pooled = (ch * m).sum(1) / m.sum(1).clamp(min=1.0)  # [b, d]
-        c = self.time_mlp(sinusoidal(time * 1000.0, 256)) + self.pool_mlp(pooled)  # [b, d]
+        c = self.time_mlp(sinusoidal(time * 1000.0, 256).to(dtype)) + self.pool_mlp(pooled)  # [b, d]
 
         rope = rotary(length, cfg.dim // cfg.heads, x.device)
         skips = []

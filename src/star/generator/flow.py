@@ -125,10 +125,12 @@ class FlowMatching(nn.Module):
         noise: torch.Tensor | None = None,
         bf16: bool = False,
         clamp: bool = True,
+        shift: float | None = None,
     ) -> torch.Tensor:
         """Integrate noise (t=1) -> data (t=0); returns de-normalised log-mel [b, f, frames].
 
-        cond [b, n, c], cond_mask [b, n]; steps/cfg/method default to the config (8, 3.0, euler).
+        cond [b, n, c], cond_mask [b, n]; steps/cfg/method/shift default to the config (8, 3.0, euler, 1).
+        `shift` > 1 spends more of the steps near t=1, where the layout of events is decided.
         The result is clamped to the training range [mel_min, mel_max] because guidance overshoots.
         """
         steps = self.cfg.steps if steps is None else int(steps)
@@ -152,7 +154,9 @@ class FlowMatching(nn.Module):
         elif noise.shape != (b, self.cfg.n_mels, frames):
             raise StarError(f"noise must be {(b, self.cfg.n_mels, frames)}, got {tuple(noise.shape)}")
 
-        times = torch.linspace(1.0, 0.0, steps + 1).tolist()
+        shift = self.cfg.shift if shift is None else float(shift)
+        times = torch.linspace(1.0, 0.0, steps + 1)
+        times = (shift * times / (1 + (shift - 1) * times)).tolist()  # SD3's time shift; 1 = uniform
         x = noise.float()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             for t0, t1 in itertools.pairwise(times):

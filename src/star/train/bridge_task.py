@@ -83,7 +83,9 @@ class BridgeTaskConfig(JsonConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 64
     align_weight: float = 1.0
-    extra_manifests: list[str] = field(default_factory=list)  # more training prompts (e.g. star.bridge.expand)
+    extra_manifests: list[str] = field(
+        default_factory=list
+    )  # more training prompts (e.g. star.bridge.expand)
     report_manifests: list[str] = field(default_factory=list)  # evaluated and logged, never monitored
     limit: int = 0  # use only the first N manifest lines (debug); 0 = all
 
@@ -210,7 +212,9 @@ def top1_accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict_features(model: StageOneModel, feats: list[np.ndarray], batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def predict_features(
+    model: StageOneModel, feats: list[np.ndarray], batch: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
     """Frames list -> (event probabilities [n, k], aligned embeddings [n, e])."""
     probs, embs = [], []
     for s in range(0, len(feats), batch):
@@ -320,7 +324,9 @@ def train_bridge(config_path: str | Path, **overrides: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Stage 1: pre-train the speech bridge on spoken sound events")
+    parser = argparse.ArgumentParser(
+        description="Stage 1: pre-train the speech bridge on spoken sound events"
+    )
     parser.add_argument("config", help="BridgeTaskConfig JSON (see configs/bridge_*.json)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     args = parser.parse_args(argv)

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from star.config import JsonConfig
+from star.data.manifest import read_manifest
 from star.errors import StarError
 from star.generator import GeneratorConfig
-from star.data.manifest import read_manifest
 from star.train.generator_task import GeneratorTask, GeneratorTaskConfig
 from star.train.trainer import TrainConfig, Trainer
 from star.weights import load_weights
@@ -121,6 +121,14 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "finetune_config.json")
     return Trainer(task, cfg.train, out).fit()
+
+
+def train_any_generator(config_path: str | Path) -> dict[str, Any]:
+    """`star train generator`: a stage-2(b) config (it names `init_from`) fine-tunes on speech; else stage 2(a)."""
+    from star.train.generator_task import train_generator
+
+    data = json.loads(Path(config_path).read_text())
+    return finetune_speech(config_path) if "init_from" in data else train_generator(config_path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,26 @@
+"""Lexicon expansion: parsing festival lexicons and mining words near exactly one category."""
+
+import numpy as np
+
+from star.bridge.expand import lexicon_words, mine, proper_nouns
+
+
+def test_lexicon_and_proper_nouns_parse(tmp_path):
+    lex = tmp_path / "lex.out"
+    lex.write_text(
+        'MNCL\n("a" dt (((ax) 0)))\n("downpour" nil (((d aw n) 1)))\n("rain" n (((r ey n) 1)))\n'
+        '("barksdale" nil (((b aa r k s) 1)))\n("x1" nil ())\n'
+    )
+    assert lexicon_words(lex) == ["barksdale", "downpour", "rain"]
+    pos = tmp_path / "pos"
+    pos.write_text('MNCL\n("barksdale" ((nnp -10.304) ) () )\n("scream" ((nn -11.0) (vb -10.1) ) () )\n')
+    assert proper_nouns(pos) == {"barksdale"}
+
+
+def test_mine_keeps_close_unambiguous_words():
+    protos = np.eye(3, dtype=np.float32)[:2]  # two categories along axes 0 and 1
+    words = ["near_a", "near_b", "between", "far", "seen"]
+    emb = np.array([[0.9, 0.1, 0.4], [0.1, 0.8, 0.5], [0.6, 0.6, 0.5], [0.0, 0.1, 1.0], [1.0, 0.0, 0.0]])
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    out = mine(words, emb, protos, ["a", "b"], min_sim=0.5, margin=0.1, per_class=5, exclude={"seen"})
+    assert [w for w, _ in out["a"]] == ["near_a"] and [w for w, _ in out["b"]] == ["near_b"]
