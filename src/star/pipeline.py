@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,27 +174,18 @@ class Pipeline:
 
     def generate_batch(self, manifest: str | Path, out_dir: str | Path, **options: Any) -> list[Path]:
         """Generate DIR/<id>.wav for each `{"id", "speech"|"text"}` line; relative paths resolve against
-        the manifest's own folder. A bad line stops the batch with its line number before any work."""
+        the manifest's own folder. A bad item stops the batch before any work."""
+        from star.data.manifest import read_manifest
+
         manifest = Path(manifest)
-        if not manifest.is_file():
-            raise StarError(f"{manifest}: no such manifest")
         jobs = []
-        for n, line in enumerate(manifest.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StarError(f"{manifest}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or "id" not in item or ("speech" in item) == ("text" in item):
-                raise StarError(f'{manifest}:{n}: need "id" and exactly one of "speech" or "text"')
+        for n, item in enumerate(read_manifest(manifest), 1):  # speech paths resolved against its folder
+            if "id" not in item or ("speech" in item) == ("text" in item):
+                raise StarError(f'{manifest}: item {n}: need "id" and exactly one of "speech" or "text"')
             item_id = str(item["id"])
             if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
-                raise StarError(f"{manifest}:{n}: id {item_id!r} is not a safe file name")
-            speech = item.get("speech")
-            if speech is not None:
-                speech = Path(speech) if Path(speech).is_absolute() else manifest.parent / speech
-            jobs.append((item_id, speech, item.get("text")))
+                raise StarError(f"{manifest}: item {n}: id {item_id!r} is not a safe file name")
+            jobs.append((item_id, item.get("speech"), item.get("text")))
         from tqdm import tqdm
 
         written = []

@@ -57,26 +57,18 @@ class GeneratorTaskConfig(JsonConfig):
 
 # ---- data ------------------------------------------------------------------------------------
 def read_manifest(path: str | Path) -> list[dict]:
-    """JSONL -> items with `audio` resolved against the manifest's folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise StarError(f"manifest not found: {path}")
+    """sounds.jsonl -> items (paths resolved against the manifest's folder), each with a non-empty captions list."""
+    from star.data.manifest import read_manifest as read_jsonl
+
     items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        item = json.loads(line)
+    for n, item in enumerate(read_jsonl(path), 1):
         for key in ("id", "audio", "captions"):
             if key not in item:
-                raise StarError(f"{path}:{n}: missing {key!r}")
-        captions = item["captions"]
-        if isinstance(captions, str):
-            captions = [captions]
+                raise StarError(f"{path}: item {n}: missing {key!r}")
+        captions = [item["captions"]] if isinstance(item["captions"], str) else list(item["captions"])
         if not captions:
-            raise StarError(f"{path}:{n}: empty captions")
-        audio = Path(item["audio"])
-        items.append({**item, "captions": list(captions), "audio": str(audio if audio.is_absolute()
-                                                                        else path.parent / audio)})
+            raise StarError(f"{path}: item {n}: empty captions")
+        items.append({**item, "captions": captions})
     if not items:
         raise StarError(f"manifest {path} has no clips")
     return items
