@@ -75,9 +75,9 @@ class AugmentConfig(JsonConfig):
 
 @dataclass
 class BridgeTaskConfig(JsonConfig):
-    manifest: str = "/work/runs/data/esc10_train/prompts.jsonl"
-    out_dir: str = "/work/runs/bridge"
-    cache_dir: str = "/work/runs/cache/features"
+    manifest: str = "runs/data/esc10_train/prompts.jsonl"
+    out_dir: str = "runs/bridge"
+    cache_dir: str = "runs/cache/features"
     model: StageOneConfig = field(default_factory=StageOneConfig)  # vocab/captions are filled from data
     train: TrainConfig = field(default_factory=lambda: TrainConfig(monitor="val_map", patience=6))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
