@@ -138,3 +138,24 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
     proc = _star("generate", "--text", "a dog", "--out", str(tmp_path / "o.wav"), "--seconds", "-3")
     assert proc.returncode == 2 and "seconds" in proc.stderr
+
+
+def test_precision_setting(pipe, monkeypatch):
+    from star import pipeline as pipeline_module
+
+    assert pipeline_module.use_bf16("fp32") is False
+    assert pipeline_module.use_bf16("bf16") is True
+    monkeypatch.setattr(pipeline_module, "cpu_has_fast_bf16", lambda: False)
+    assert pipeline_module.use_bf16("auto") is False  # emulated bf16 would be slower
+    with pytest.raises(StarError, match="precision"):
+        pipeline_module.use_bf16("fp16")
+    # bf16 and fp32 give the same sound for a seed, up to rounding.
+    old = pipe.bf16
+    try:
+        pipe.bf16 = False
+        a, _ = pipe.generate(text="a dog barks", seconds=1.0, steps=2, seed=3)
+        pipe.bf16 = True
+        b, _ = pipe.generate(text="a dog barks", seconds=1.0, steps=2, seed=3)
+    finally:
+        pipe.bf16 = old
+    assert np.corrcoef(a, b)[0, 1] > 0.9

@@ -22,6 +22,22 @@ from star.config import JsonConfig
 from star.errors import StarError
 
 MODES = ("e2e", "cascade")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux; False where it cannot tell)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bf16(precision: str) -> bool:
+    if precision not in PRECISIONS:
+        raise StarError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 
 
 @dataclass
@@ -33,6 +49,9 @@ class PipelineConfig(JsonConfig):
     steps: int = 8
     cfg: float = 3.0
     sampler: str = "euler"
+    # Generator arithmetic: "bf16" (about 1.5x faster where the CPU has AMX or AVX512-BF16), "fp32", or
+    # "auto" = bf16 exactly when the CPU has those instructions (elsewhere emulated bf16 is slower).
+    precision: str = "auto"
     seconds: float = 5.0
     min_seconds: float = 1.0
     max_seconds: float = 10.0
@@ -84,6 +103,7 @@ class Pipeline:
         self.sample_rate = SAMPLE_RATE
         self.last_timings: dict[str, float] = {}
         self.last_transcript: str | None = None  # what the cascade's ASR heard on the last call
+        self.bf16 = use_bf16(cfg.precision)
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None) -> Pipeline:
@@ -161,7 +181,7 @@ class Pipeline:
         frames = self.parts.mel_config.frames(seconds)
         with torch.no_grad():
             mel = generator.sample(tokens, mask, frames, steps=steps, cfg=guidance,
-                                   method=self.cfg.sampler, generator=rng)
+                                   method=self.cfg.sampler, generator=rng, bf16=self.bf16)
             t2 = time.perf_counter()
             wav = self.parts.vocoder(mel)[0].numpy()
         t3 = time.perf_counter()

@@ -2,6 +2,9 @@
 
 Training checkpoints (optimizer, step, RNG) live elsewhere (`star.train.trainer`); these files are
 what ships, and loading checks every tensor's shape against the freshly built module.
+
+Shipped files may store big matrices compactly (`compact_state`): float16, or int8 with one float16
+scale per output row (`<key>` int8 + `<key>.q8_scale`); `load_weights` restores float32 either way.
 """
 
 from __future__ import annotations
@@ -27,12 +30,47 @@ def save_weights(module: torch.nn.Module, config: JsonConfig | None, folder: str
     return folder / f"{name}.safetensors"
 
 
+Q8_SUFFIX = ".q8_scale"
+
+
+def compact_state(state: dict[str, torch.Tensor], storage: str = "float16",
+                  min_numel: int = 4096) -> dict[str, torch.Tensor]:
+    """Big float tensors as float16, or (storage "int8") 2-D ones as int8 rows with a float16 scale each.
+
+    Small tensors (biases, norms, statistics) stay as they are: they are cheap and sensitive.
+    """
+    if storage not in ("float16", "int8"):
+        raise StarError(f"storage must be float16 or int8, got {storage!r}")
+    out: dict[str, torch.Tensor] = {}
+    for key, v in state.items():
+        if not v.is_floating_point() or v.numel() < min_numel:
+            out[key] = v
+        elif storage == "int8" and v.dim() == 2:
+            scale = v.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # [rows, 1]
+            out[key] = (v.float() / scale).round().clamp(-127, 127).to(torch.int8)
+            out[key + Q8_SUFFIX] = scale.half()
+        else:
+            out[key] = v.half()
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def _expand_compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo `compact_state`: int8 rows times their scales; float16 stays (load_state_dict casts it)."""
+    scales = {k[: -len(Q8_SUFFIX)]: state[k] for k in state if k.endswith(Q8_SUFFIX)}
+    out = {k: v for k, v in state.items() if not k.endswith(Q8_SUFFIX)}
+    for key, scale in scales.items():
+        if key not in out or out[key].dtype != torch.int8:
+            raise StarError(f"int8 scale without int8 weights for {key!r}")
+        out[key] = out[key].float() * scale.float()
+    return out
+
+
 def load_weights(module: torch.nn.Module, folder: str | Path, name: str) -> torch.nn.Module:
     """Load `folder/name.safetensors` into `module`, failing clearly on missing keys or shape mismatch."""
     path = Path(folder) / f"{name}.safetensors"
     if not path.is_file():
         raise StarError(f"missing weights file {path}")
-    state = load_file(str(path))
+    state = _expand_compact(load_file(str(path)))
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

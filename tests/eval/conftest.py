@@ -37,3 +37,20 @@ def classifier():
 @pytest.fixture(scope="session")
 def by_category(real_clips: list[dict]) -> dict[str, np.ndarray]:
     return {c["category"]: c["wav"] for c in real_clips}
+
+
+@pytest.fixture
+def spoken_prompts(tmp_path: Path) -> Path:
+    """A prompts manifest of the first two committed spoken prompts (tests/fixtures/speech), one event each."""
+    import json
+
+    speech = MINI.parent / "speech"
+    index = [json.loads(line) for line in (speech / "index.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        {"id": r["id"], "speech": str(speech / r["speech"]), "caption": r["caption"],
+         "events": [{"category": r["category"], "onset": 0.0, "offset": 5.0}], "voice": r["voice"]}
+        for r in index[:2]
+    ]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

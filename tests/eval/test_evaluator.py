@@ -261,20 +261,8 @@ def test_run_eval_scores_a_constructed_sequence_and_its_reversal(tmp_path):
 
 @NEEDS_MODEL
 @NEEDS_CLASSIFIER
-def test_run_eval_on_the_default_model_tiny(tmp_path):
-    index = [json.loads(line) for line in (SPEECH / "index.jsonl").read_text().splitlines() if line.strip()]
-    rows = [
-        {
-            "id": r["id"],
-            "speech": str(SPEECH / r["speech"]),
-            "caption": r["caption"],
-            "events": [{"category": r["category"], "onset": 0.0, "offset": 5.0}],
-            "voice": r["voice"],
-        }
-        for r in index[:2]
-    ]
-    manifest = _write_manifest(tmp_path / "m.jsonl", rows)
-    scores = run_eval(manifest, tmp_path / "out", mode="both", steps=2, noise_snr=10.0)
+def test_run_eval_on_the_default_model_tiny(tmp_path, spoken_prompts):
+    scores = run_eval(spoken_prompts, tmp_path / "out", mode="both", steps=2, noise_snr=10.0)
     systems = [(r["system"], r["group"]) for r in scores["rows"]]
     assert ("e2e", "all") in systems and ("cascade", "all") in systems and ("white noise", "all") in systems
     for r in scores["rows"][:2]:

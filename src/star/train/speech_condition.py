@@ -11,6 +11,7 @@ prompts. The bridge is frozen, so its tokens are computed once per prompt and ca
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,13 @@ class SpeechCondition:
         return tokens, mask
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (a few MB for a bridge)."""
+    if not path.is_file():
+        raise StarError(f"bridge weights not found: {path}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     """Stage 2(b): start from the stage-2(a) weights and train on spoken-prompt conditions (resumable)."""
     cfg = SpeechFinetuneConfig.load(config_path)
@@ -109,14 +117,16 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     load_weights(task.model, init, "generator")
 
     prompts = read_manifest(cfg.prompts)  # speech paths resolved against the manifest's folder
+    # The cache is only valid for this bridge's weights and these prompts: a retrained bridge re-encodes.
+    key = {"bridge": file_digest(Path(cfg.bridge) / "bridge.safetensors"), "prompts": [p["id"] for p in prompts]}
     cache = out / "cache" / "bridge_tokens.pt"
-    if cache.is_file():
-        stored = torch.load(cache, weights_only=True)
+    stored = torch.load(cache, weights_only=True) if cache.is_file() else {}
+    if stored.get("key") == key:
         tokens, masks = stored["tokens"], stored["masks"]
     else:
         tokens, masks = bridge_tokens(prompts, cfg.bridge, cfg.feature_cache)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"tokens": tokens, "masks": masks}, cache)
+        torch.save({"key": key, "tokens": tokens, "masks": masks}, cache)
     task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "finetune_config.json")
