@@ -127,8 +127,9 @@ class ShardSource:
                              transform=ClipItem(self.cfg.train_split), on_error=self.cfg.shard_errors)
         if self.cfg.loader_workers <= 0:
             return iter(stream)
+        # spawn, not fork: a forked child of a process that already ran OpenMP code can hang in libgomp
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.cfg.loader_workers,
-                                             persistent_workers=True)
+                                             persistent_workers=True, multiprocessing_context="spawn")
         return iter(loader)
 
     def batches(self, rank: int, world: int, seed: int,
