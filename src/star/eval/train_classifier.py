@@ -8,8 +8,9 @@ held-out clips, reported as single-clip accuracy, both-events-in-top-2 on scenes
 on sequences. The weight decay is picked by leave-one-fold-out over the training folds.
 
 Corpus layout: meta.csv (filename, fold, category) and audio/, read by `star.data.corpus` (so a
-corpus.json beside meta.csv can rename the columns); every clip needs an integer fold. Block embeddings are cached in an npz
-(resumable): embedding is the slow part (about 1 s per 5 s clip on one thread).
+corpus.json beside meta.csv can rename the columns); every clip needs an integer fold. Block
+embeddings are cached in an npz (resumable): embedding is the slow part (about 1 s per 5 s clip on
+one thread).
 """
 
 from __future__ import annotations
