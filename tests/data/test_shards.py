@@ -59,7 +59,7 @@ def test_round_trip_keeps_ids_captions_and_audio(sharded):
     for s in samples:
         row = rows[s["id"]]
         assert "." not in s["key"] and "/" not in s["key"]
-        assert s["captions"] == row["captions"] and s["events"] == row["events"] and s["split"] == row["split"]
+        assert all(s[k] == row[k] for k in ("captions", "events", "split"))
         original = load_audio(row["audio"], allow_silent=True)
         assert s["audio"].dtype == np.float32 and s["audio"].shape == original.shape
         assert np.max(np.abs(s["audio"] - np.clip(original, -1, 1))) <= 1.5 / 2**23  # 24-bit PCM
@@ -100,7 +100,8 @@ def test_writing_is_deterministic_and_refuses_to_mix_with_old_shards(sharded, tm
 def test_a_bad_row_stops_the_writer_cleanly(tmp_path):
     manifest = make_manifest(tmp_path / "data")
     rows = manifest.read_text().splitlines()
-    manifest.write_text("\n".join(rows + [json.dumps({"id": "gone", "audio": "gone.wav", "captions": ["x"]})]))
+    gone = json.dumps({"id": "gone", "audio": "gone.wav", "captions": ["x"]})
+    manifest.write_text("\n".join([*rows, gone]))
     with pytest.raises(StarError, match="gone.wav: no such file"):
         write_shards(manifest, tmp_path / "out", items_per_shard=2, seed=None)
     left = [p.name for p in (tmp_path / "out").iterdir()]
@@ -210,7 +211,29 @@ def test_corrupt_members_name_shard_and_key(tmp_path):
         kept = list(ShardStream(path, epochs=1, on_error="warn"))
     assert [s["key"] for s in kept] == ["good"]
     messages = " ".join(str(w.message) for w in caught)
-    assert "'noise'" in messages and "broken.json is not valid JSON" in messages and "no lonely.wav" in messages
+    for expected in ("'noise'", "broken.json is not valid JSON", "no lonely.wav"):
+        assert expected in messages
+
+
+def test_keys_keep_folders_and_other_audio_formats_are_read(tmp_path):
+    import soundfile as sf
+
+    tone = (0.3 * np.sin(np.arange(1600) / 5)).astype(np.float32)
+    members = []
+    for folder, fmt in (("a", "FLAC"), ("b", "WAV")):
+        buf = io.BytesIO()
+        sf.write(buf, tone, 16000, format=fmt)
+        meta = json.dumps({"id": folder}).encode()
+        members += [(f"{folder}/x.{fmt.lower()}", buf.getvalue()), (f"{folder}/x.json", meta)]
+    path = tmp_path / "other-tool.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    samples = list(iter_samples([path]))
+    assert [(s["key"], s["id"]) for s in samples] == [("a/x", "a"), ("b/x", "b")]
+    assert all(np.abs(s["audio"] - tone).max() < 1e-3 for s in samples)
 
 
 def test_star_data_shard_cli(tmp_path, capsys):

@@ -44,6 +44,10 @@ def test_statistics_and_eval_clips_match_the_manifest_path(sharded, tmp_path):
     np.testing.assert_allclose(streamed.model.cfg.mel_mean, cached.model.cfg.mel_mean, atol=0.02)
     np.testing.assert_allclose(streamed.model.cfg.mel_std, cached.model.cfg.mel_std, atol=0.02)
     assert not (tmp_path / "s" / "cache").exists(), "streaming caches nothing"
+    held_out = write_shards(manifest, tmp_path / "val", split="validation")
+    cfg = shard_config(manifest, shards, tmp_path / "s")
+    cfg.eval_shards, cfg.eval_split = str(held_out[0]), "none"
+    assert [it["id"] for it in GeneratorTask(cfg).eval_items] == ["r0"]
     both = shard_config(manifest, shards, tmp_path / "s")
     both.manifest = str(manifest)
     with pytest.raises(StarError, match="either manifest or shards"):

@@ -20,6 +20,7 @@ with a warning (`on_error="warn"`; a truncated shard loses its remaining samples
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -41,6 +42,7 @@ from star.errors import AudioError, StarError
 
 SHARD_PATTERN = "shard-{:06d}.tar"
 INDEX_NAME = "shards.json"
+AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # WebDataset splits a member name at its first dot
 
 
@@ -106,7 +108,8 @@ def write_shards(
             raise StarError(f"{manifest}: row {n} needs an 'id' and an 'audio' path")
         key = sample_key(row["id"])
         if key in keys:
-            raise StarError(f"{manifest}: ids {keys[key]!r} and {row['id']!r} give the same shard key {key!r}")
+            raise StarError(f"{manifest}: ids {keys[key]!r} and {row['id']!r} give the same shard key "
+                            f"{key!r}")
         keys[key] = row["id"]
     if seed is not None:
         rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
@@ -147,7 +150,8 @@ def write_shards(
             raise
         os.replace(tmp, final)
         written.append({"name": final.name, "items": count, "bytes": final.stat().st_size})
-    index = {"source": str(Path(manifest).resolve()), "sample_rate": SAMPLE_RATE, "bits": bits, "split": split,
+    index = {"source": str(Path(manifest).resolve()), "sample_rate": SAMPLE_RATE, "bits": bits,
+             "split": split,
              "items": sum(s["items"] for s in written), "shards": written}
     tmp_index = out / (INDEX_NAME + ".tmp")
     tmp_index.write_text(json.dumps(index, indent=1) + "\n")
@@ -218,10 +222,12 @@ def iter_shard(path: str | Path) -> Iterator[dict[str, Any]]:
             for member in tar:
                 if not member.isfile():
                     continue
-                name = member.name.rsplit("/", 1)[-1]
-                key, dot, ext = name.partition(".")
+                # WebDataset's rule: the key is the member path up to the first dot of its file name
+                folder, slash, name = member.name.rpartition("/")
+                stem, dot, ext = name.partition(".")
                 if not dot:
                     continue
+                key = folder + slash + stem
                 if current is not None and current["key"] != key:
                     yield current
                     current = None
@@ -237,11 +243,16 @@ def iter_shard(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    """Raw shard sample -> the manifest row with `audio` as float32 [samples] at 16 kHz, plus key and shard."""
+    """Raw shard sample -> the manifest row with `audio` as float32 [samples] at 16 kHz, plus key and shard.
+
+    The audio member is KEY.wav (what `write_shards` writes), or KEY.flac / KEY.ogg from other tools.
+    """
     where = f"shard {raw['shard']}, key {raw['key']!r}"
-    for ext in ("json", "wav"):
-        if ext not in raw:
-            raise StarError(f"{where}: no {raw['key']}.{ext} member")
+    if "json" not in raw:
+        raise StarError(f"{where}: no {raw['key']}.json member")
+    audio_ext = next((e for e in AUDIO_EXTENSIONS if e in raw), None)
+    if audio_ext is None:
+        raise StarError(f"{where}: no {raw['key']}.wav member")
     try:
         row = json.loads(raw["json"])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -249,10 +260,10 @@ def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise StarError(f"{where}: {raw['key']}.json must hold a JSON object")
     try:
-        audio = load_audio(raw["wav"], allow_silent=True)
+        audio = load_audio(raw[audio_ext], allow_silent=True)
     except AudioError as exc:
         reason = str(exc).removeprefix("<upload>: ")
-        raise StarError(f"{where}: {raw['key']}.wav: {reason}") from None
+        raise StarError(f"{where}: {raw['key']}.{audio_ext}: {reason}") from None
     return {**row, "key": raw["key"], "shard": raw["shard"], "audio": audio}
 
 
@@ -324,11 +335,12 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def epoch(self, epoch: int, part: int, parts: int) -> Iterator[dict[str, Any]]:
         """Unshuffled (within shards) samples of one epoch for one part, transformed."""
-        order = [self.shards[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))]
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
+        order = [self.shards[i] for i in perm]
         if len(order) >= parts:
             mine, keep = order[part::parts], (lambda raw: True)
         else:
-            counter = iter(range(1 << 62))
+            counter = itertools.count()
             mine, keep = order, (lambda raw: next(counter) % parts == part)
         for path in mine:
             for sample in _guarded(path, keep, self.on_error):
@@ -355,8 +367,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 buffer[j], sample = sample, buffer[j]
                 yield sample
             if n == 0:
-                raise StarError(f"epoch {epoch}: part {part} of {parts} (rank {self.rank}) got no samples from "
-                                f"{len(self.shards)} shards (all filtered out, or unreadable)")
+                raise StarError(f"epoch {epoch}: part {part} of {parts} (rank {self.rank}) got no samples "
+                                f"from {len(self.shards)} shards (all filtered out, or unreadable)")
             epoch += 1
         rng.shuffle(buffer)  # finite streams end with the buffer's remains
         yield from buffer

@@ -65,7 +65,7 @@ class GeneratorTaskConfig(JsonConfig):
     stats_clips: int = 256  # clips read at start for mel statistics (when the model has none) and eval clips
     shuffle_buffer: int = 512  # streamed clips mixed in memory
     loader_workers: int = 0  # processes decoding clips and computing log-mels (0: in the training process)
-    shard_errors: str = "raise"  # "warn": skip a damaged sample (or the rest of a truncated shard) with a warning
+    shard_errors: str = "raise"  # "warn": skip a damaged sample (or a truncated shard's rest), with a warning
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -201,8 +201,7 @@ class GeneratorTask:
                 raise StarError("set either manifest or shards in the generator config, not both")
             self.stream = ShardSource(cfg)
             self.train_items: list[dict] = []  # streamed, never held
-            self.eval_items = self.stream.eval_items
-            stat_mels = self.stream.stat_mels
+            self.eval_items, stat_mels = self.stream.scan()
         else:
             items = read_manifest(cfg.manifest)
             cache = out / "cache"

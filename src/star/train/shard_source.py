@@ -97,13 +97,17 @@ class CaptionTokens:
 
 
 class ShardSource:
-    """Training items streamed from shards, grouped into batches; held-out items and statistics from a scan."""
+    """Training items streamed from shards, in batches; held-out items and statistics from a first scan."""
 
     def __init__(self, cfg: GeneratorTaskConfig):
         self.cfg = cfg
         if cfg.shard_errors not in ("raise", "warn"):
             raise StarError(f"shard_errors must be 'raise' or 'warn', not {cfg.shard_errors!r}")
         self.shards = expand_shards(cfg.shards)
+
+    def scan(self) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
+        """(held-out items for evaluation, log-mels [f, t] of the first training clips for the statistics)."""
+        cfg = self.cfg
         train, held_out = [], []
         to_item = ClipItem()
         for sample in islice(iter_samples(self.shards, cfg.shard_errors), cfg.stats_clips):
@@ -112,19 +116,20 @@ class ShardSource:
         if not train:
             raise StarError(f"the first {cfg.stats_clips} clips of shards {cfg.shards!r} hold none of split "
                             f"{cfg.train_split!r}")
-        self.stat_mels = [it["mel"] for it in train]
         if cfg.eval_shards:
             samples = islice(iter_samples(expand_shards(cfg.eval_shards), cfg.shard_errors), cfg.eval_clips)
-            self.eval_items = [to_item(s) for s in samples]
+            eval_items = [to_item(s) for s in samples]
         else:
             # As in the manifest path: the eval split, else a fixed slice of the training clips.
             pool = [it for it in held_out if it.get("split") == cfg.eval_split] or train
-            self.eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
+            eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
+        return eval_items, [it["mel"] for it in train]
 
     def items(self, rank: int, world: int, seed: int) -> Iterator[dict[str, Any]]:
         """Endless training items for one rank (decoded in `loader_workers` processes when > 0)."""
-        stream = ShardStream(self.shards, rank=rank, world=world, seed=seed, shuffle_buffer=self.cfg.shuffle_buffer,
-                             transform=ClipItem(self.cfg.train_split), on_error=self.cfg.shard_errors)
+        stream = ShardStream(self.shards, rank=rank, world=world, seed=seed,
+                             shuffle_buffer=self.cfg.shuffle_buffer, transform=ClipItem(self.cfg.train_split),
+                             on_error=self.cfg.shard_errors)
         if self.cfg.loader_workers <= 0:
             return iter(stream)
         # spawn, not fork: a forked child of a process that already ran OpenMP code can hang in libgomp
