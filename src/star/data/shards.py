@@ -1,8 +1,8 @@
 """WebDataset-style tar shards: packing a JSONL manifest into shards, and streaming samples back out.
 
 A shard is a plain tar file (`shard-000000.tar`, ...) whose members come in groups sharing a key:
-`KEY.wav` (16 kHz mono PCM, 24-bit by default) and `KEY.json` (the manifest row without its `audio` path), the
-convention of WebDataset, so its tools read our shards and ours read theirs. Shards let a corpus that
+`KEY.wav` (16 kHz mono PCM, 24-bit by default) and `KEY.json` (the manifest row without its `audio`
+path), the convention of WebDataset, so its tools read our shards and ours read theirs. Shards let a corpus that
 does not fit on one disk (or in memory) be read sequentially from anywhere: nothing is extracted, and a
 reader holds one sample per shuffle-buffer slot.
 
