@@ -7,6 +7,7 @@
     star bench [--json]
     star serve [--host 127.0.0.1] [--port 8000]
     star data build --corpus DIR --out DIR [--limit N] [--voices ...]
+    star data shard --manifest sounds.jsonl --out DIR [--items-per-shard N] [--max-shard-mb M] [--split S]
     star train bridge|generator|vocoder --config FILE
     star eval --manifest M.jsonl --out DIR [--mode e2e|cascade|both]
 """
@@ -74,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TTS engines or engine:voice (espeak, flite; festival = held-out test set only)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2)
+    s = data_sub.add_parser("shard", help="pack a JSONL manifest into WebDataset-style tar shards")
+    s.add_argument("--manifest", type=Path, required=True, help="sounds.jsonl (rows with id and audio)")
+    s.add_argument("--out", type=Path, required=True, help="folder for shard-000000.tar, ... and shards.json")
+    s.add_argument("--items-per-shard", type=int, default=1000)
+    s.add_argument("--max-shard-mb", type=float, default=1024.0, help="a shard closes at this size too")
+    s.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the shuffle before packing")
+    s.add_argument("--keep-order", action="store_true", help="keep the manifest order (no shuffle)")
+    s.add_argument("--bits", type=int, choices=[16, 24], default=24,
+                   help="PCM sample size (16: a third smaller, but near-silence gets the 16-bit noise floor)")
+    s.add_argument("--overwrite", action="store_true", help="replace the shards already in --out")
 
     p = sub.add_parser("train", help="train a stage from a JSON config (resumes from its last checkpoint)")
     p.add_argument("stage", choices=["bridge", "generator", "vocoder"])
@@ -147,6 +159,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    if args.data_command == "shard":
+        from star.data.shards import write_shards
+
+        paths = write_shards(args.manifest, args.out, items_per_shard=args.items_per_shard,
+                             max_shard_bytes=int(args.max_shard_mb * 2**20), split=args.split,
+                             seed=None if args.keep_order else args.seed, bits=args.bits,
+                             overwrite=args.overwrite)
+        print(f"wrote {len(paths)} shards to {args.out}")
+        return
     from star.data.build import build_dataset
 
     out = build_dataset(args.corpus, args.out, limit=args.limit, voices=args.voices, seed=args.seed,

@@ -7,14 +7,15 @@ so that the classifier knows what a scene of two real events sounds like. Test f
 held-out clips, reported as single-clip accuracy, both-events-in-top-2 on scenes, and ordering error
 on sequences. The weight decay is picked by leave-one-fold-out over the training folds.
 
-Corpus layout: meta.csv (filename, fold, category) and audio/. Block embeddings are cached in an npz
-(resumable): embedding is the slow part (about 1 s per 5 s clip on one thread).
+Corpus layout: meta.csv (filename, fold, category) and audio/, read by `star.data.corpus` (so a
+corpus.json beside meta.csv can rename the columns); every clip needs an integer fold. Block
+embeddings are cached in an npz (resumable): embedding is the slow part (about 1 s per 5 s clip on
+one thread).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from star.audio.io import SAMPLE_RATE, load_audio
+from star.data.corpus import load_corpus
 from star.errors import StarError
 from star.eval.aisfx_embed import AisfxEmbedder, window_centres
 from star.eval.classifier import DEFAULT_DIR, ClassifierConfig, EventClassifier
@@ -34,21 +36,18 @@ L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 
 def read_corpus(corpus_dir: str | Path) -> list[dict]:
-    """Rows {path, fold, category} of a corpus folder."""
-    # TODO: switch to star.data.corpus once it lands; this reads the same meta.csv contract directly.
-    corpus_dir = Path(corpus_dir)
-    meta = corpus_dir / "meta.csv"
-    if not meta.is_file():
-        raise StarError(f"{corpus_dir}: no meta.csv (expected columns filename, fold, category)")
-    with meta.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = {"filename", "fold", "category"} - set(rows[0] if rows else {})
-    if missing or not rows:
-        raise StarError(f"{meta}: empty or missing columns {sorted(missing)}")
-    return [
-        {"path": corpus_dir / "audio" / r["filename"], "fold": int(r["fold"]), "category": r["category"]}
-        for r in rows
-    ]
+    """Rows {path, fold, category} of a corpus folder (`star.data.corpus`), in meta.csv order.
+
+    The classifier's train/test split is by fold, so every clip needs an integer fold.
+    """
+    corpus = load_corpus(corpus_dir)
+    rows = []
+    for clip in corpus.clips:
+        if not clip.fold.lstrip("-").isdigit():
+            raise StarError(f"{corpus.root}: clip {clip.id} has fold {clip.fold!r}; the classifier needs an "
+                            f"integer fold for every clip (column {corpus.config.fold_column!r})")
+        rows.append({"path": clip.path, "fold": int(clip.fold), "category": clip.category})
+    return rows
 
 
 @dataclass

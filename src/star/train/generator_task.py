@@ -5,6 +5,10 @@ The manifest (written by `star.data.build`) has one clip per line: id, audio (re
 manifest's folder, or absolute), captions (phrasings), events, kind, split, seconds. Log-mels of all
 clips and the condition tokens of all captions are computed once and cached in the run folder.
 
+With `shards` set instead of `manifest`, clips stream from WebDataset-style tar shards
+(`star.data.shards`, `star.train.shard_source.ShardSource`): log-mels are computed on the fly and nothing
+is cached, for corpora larger than memory or one disk.
+
 The condition source is pluggable: any callable `(items, rng) -> (tokens [b, n, c], mask [b, n])`.
 `TextCondition` (MiniLM tokens of a random phrasing) is the stage-2a source; a speech source for
 stage 2b (cached speech features through the stage-1 bridge) plugs in the same way.
@@ -30,6 +34,7 @@ from star.audio.mel import MelSpec
 from star.config import JsonConfig
 from star.errors import StarError
 from star.generator import FlowMatching, GeneratorConfig, build_generator, save_generator
+from star.train.shard_source import CaptionTokens, ShardSource
 from star.train.trainer import TrainConfig, Trainer
 
 Condition = Callable[[list[dict], "np.random.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
@@ -53,6 +58,14 @@ class GeneratorTaskConfig(JsonConfig):
     eval_clips: int = 64
     eval_times: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     bf16: bool = True  # autocast the backbone (about 2x on CPUs with AMX/AVX512-bf16)
+    # Streaming instead of `manifest`: tar shards written by `star data shard`, as a folder, a brace
+    # pattern (DIR/shard-{000000..000099}.tar), a glob, or several joined by "::".
+    shards: str = ""
+    eval_shards: str = ""  # held-out shards; default: eval_split clips among the first stats_clips
+    stats_clips: int = 256  # clips read at start for mel statistics (when the model has none) and eval clips
+    shuffle_buffer: int = 512  # streamed clips mixed in memory
+    loader_workers: int = 0  # processes decoding clips and computing log-mels (0: in the training process)
+    shard_errors: str = "raise"  # "warn": skip a damaged sample (or a truncated shard's rest), with a warning
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -182,29 +195,41 @@ class GeneratorTask:
     def __init__(self, cfg: GeneratorTaskConfig, condition: Condition | None = None, out_dir: str | Path | None = None):
         self.cfg = cfg
         out = Path(out_dir or cfg.out_dir)
-        items = read_manifest(cfg.manifest)
-        cache = out / "cache"
-        mels = compute_mels(items, cache / "mels.pt")
-        for it, m in zip(items, mels):
-            it["mel"] = m
-        self.train_items = [it for it in items if it.get("split", cfg.train_split) == cfg.train_split]
-        if not self.train_items:
-            raise StarError(f"manifest {cfg.manifest} has no clips in split {cfg.train_split!r}")
-        held_out = [it for it in items if it.get("split") == cfg.eval_split]
-        # No held-out split: a fixed slice of training clips still tracks the fit. Every k-th item spreads
-        # the evaluation over all kinds of sound (manifests list singles before scenes).
-        pool = held_out or self.train_items
-        self.eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
+        self.stream: ShardSource | None = None
+        if cfg.shards:
+            if cfg.manifest:
+                raise StarError("set either manifest or shards in the generator config, not both")
+            self.stream = ShardSource(cfg)
+            self.train_items: list[dict] = []  # streamed, never held
+            self.eval_items, stat_mels = self.stream.scan()
+        else:
+            items = read_manifest(cfg.manifest)
+            cache = out / "cache"
+            mels = compute_mels(items, cache / "mels.pt")
+            for it, m in zip(items, mels):
+                it["mel"] = m
+            self.train_items = [it for it in items if it.get("split", cfg.train_split) == cfg.train_split]
+            if not self.train_items:
+                raise StarError(f"manifest {cfg.manifest} has no clips in split {cfg.train_split!r}")
+            held_out = [it for it in items if it.get("split") == cfg.eval_split]
+            # No held-out split: a fixed slice of training clips still tracks the fit. Every k-th item spreads
+            # the evaluation over all kinds of sound (manifests list singles before scenes).
+            pool = held_out or self.train_items
+            self.eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
+            stat_mels = [it["mel"] for it in self.train_items]
 
         mcfg = cfg.model
         if not mcfg.mel_mean:
-            mcfg.mel_mean, mcfg.mel_std, peak = mel_statistics([it["mel"] for it in self.train_items])
+            mcfg.mel_mean, mcfg.mel_std, peak = mel_statistics(stat_mels)
             mcfg.mel_max = float(math.ceil(peak * 10) / 10)
         if condition is None:
             if cfg.condition != "text":
                 raise StarError(f"unknown condition {cfg.condition!r}; pass a condition callable")
-            texts = [c for it in items for c in it["captions"]]
-            condition = TextCondition(texts, cfg.text_encoder, cache / f"text-{cfg.text_encoder}.pt")
+            if self.stream is not None:
+                condition = CaptionTokens(cfg.text_encoder)
+            else:
+                texts = [c for it in items for c in it["captions"]]
+                condition = TextCondition(texts, cfg.text_encoder, cache / f"text-{cfg.text_encoder}.pt")
         self.condition = condition
         self.max_frames = mcfg.frames(cfg.max_seconds)
         self.model: FlowMatching = build_generator(mcfg)
@@ -230,6 +255,9 @@ class GeneratorTask:
     def batches(self, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
         # Seeded from torch's RNG, which the trainer restores on resume: a resumed run draws new batches.
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        if self.stream is not None:
+            yield from self.stream.batches(rank, world, seed, self.make_batch)
+            return
         rng = np.random.default_rng([seed, rank])
         while True:
             yield self.make_batch([self.train_items[i] for i in self.sample_indices(rng)], rng)
@@ -286,12 +314,20 @@ class GeneratorTask:
 
 # ---- entry point -----------------------------------------------------------------------------
 def train_generator(
-    config_path: str | Path, out_dir: str | Path | None = None, manifest: str | None = None
+    config_path: str | Path, out_dir: str | Path | None = None, manifest: str | None = None,
+    shards: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) the generator described by a GeneratorTaskConfig JSON file."""
+    """Train (or resume) the generator described by a GeneratorTaskConfig JSON file.
+
+    `manifest` or `shards` replaces the config's data source (the other one is cleared).
+    """
     cfg = GeneratorTaskConfig.load(config_path)
+    if manifest and shards:
+        raise StarError("pass either a manifest or shards, not both")
     if manifest:
-        cfg.manifest = manifest
+        cfg.manifest, cfg.shards = manifest, ""
+    if shards:
+        cfg.manifest, cfg.shards = "", shards
     out = Path(out_dir or cfg.out_dir)
     torch.set_num_threads(cfg.train.threads)
     task = GeneratorTask(cfg, out_dir=out)
@@ -306,8 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", help="GeneratorTaskConfig JSON (e.g. configs/generator_text.json)")
     parser.add_argument("--out", help="run folder (default: the config's out_dir)")
     parser.add_argument("--manifest", help="sounds.jsonl (default: the config's manifest)")
+    parser.add_argument("--shards", help="tar shards: folder, DIR/shard-{000000..000009}.tar or glob")
     args = parser.parse_args(argv)
-    print(json.dumps(train_generator(args.config, args.out, args.manifest)))
+    print(json.dumps(train_generator(args.config, args.out, args.manifest, args.shards)))
 
 
 if __name__ == "__main__":
