@@ -16,6 +16,8 @@ festival prompts are seen.
 
     python -m star.bridge.general --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/general \
         --sentences 1500
+    python -m star.bridge.general --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/general2 \
+        --sentences 2500 --seed 1 --top 30000 --extended
 writes `out/prompts.jsonl` (train split) and `out/teacher.json` (label counts and thresholds).
 """
 
@@ -50,6 +52,20 @@ TEMPLATES_2 = (
     "my {a} needs {b}",
     "set an alarm for {a} and {b}",
 )
+# `--extended`: everyday subjects and places around the words, so that request words of the training
+# phrasings ("someone", "a ... in the ...") are also heard in sentences that ask for no known sound.
+TEMPLATES_X = (
+    "someone is {a}",
+    "someone with a {a}",
+    "a person and a {a}",
+    "there is a {a} on the {b}",
+    "a {a} in the {b}",
+    "the {a} of the {b}",
+    "I'd like a {a}",
+    "play the {a} video",
+    "a man reading about {a}",
+    "a woman talking about {b}",
+)
 
 
 def frequency_words(top: int = 20000, skip: int = 150) -> list[str]:
@@ -64,8 +80,9 @@ def frequency_words(top: int = 20000, skip: int = 150) -> list[str]:
     return [w for w in top_n_list("en", top)[skip:] if w.isalpha() and 3 <= len(w) <= 16 and w not in names]
 
 
-def general_sentences(words: list[str], n: int, seed: int = 0) -> list[str]:
-    """`n` distinct sentences: sampled words in TEMPLATES_1 (two thirds) or TEMPLATES_2 (one third)."""
+def general_sentences(words: list[str], n: int, seed: int = 0, extended: bool = False) -> list[str]:
+    """`n` distinct sentences: sampled words in TEMPLATES_1 (two thirds) or TEMPLATES_2 (one third);
+    `extended` adds TEMPLATES_X to the two-word pool."""
     if len(words) < 2:
         raise StarError("need at least two words for the general set")
     rng = np.random.default_rng(seed)
@@ -77,7 +94,8 @@ def general_sentences(words: list[str], n: int, seed: int = 0) -> list[str]:
         if rng.random() < 2 / 3:
             text = TEMPLATES_1[int(rng.integers(len(TEMPLATES_1)))].format(a=a)
         else:
-            text = TEMPLATES_2[int(rng.integers(len(TEMPLATES_2)))].format(a=a, b=b)
+            pool = TEMPLATES_2 + TEMPLATES_X if extended else TEMPLATES_2
+            text = pool[int(rng.integers(len(pool)))].format(a=a, b=b)
         out[text] = None
     return list(out)
 
@@ -109,6 +127,7 @@ def build_general(
     min_sim: float = 0.45,
     margin: float = 0.08,
     max_neg: float = 0.3,
+    extended: bool = False,
 ) -> Path:
     """Write `out_dir/prompts.jsonl` (spoken general sentences) and `out_dir/teacher.json`; return the first."""
     from star.bridge.expand import caption_prototypes, speak_rows
@@ -120,7 +139,7 @@ def build_general(
     rows = read_manifest(manifest)
     vocab = read_vocab(manifest, rows)
     text = build_text_encoder("minilm")
-    texts = general_sentences(frequency_words(top), sentences, seed)
+    texts = general_sentences(frequency_words(top), sentences, seed, extended)
     emb = np.concatenate([text.embed(texts[s : s + 256]).numpy() for s in range(0, len(texts), 256)])
     labels = teacher_labels(
         emb @ caption_prototypes(rows, vocab, text).T, vocab, min_sim=min_sim, margin=margin, max_neg=max_neg
@@ -155,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-sim", type=float, default=0.45)
     p.add_argument("--margin", type=float, default=0.08)
     p.add_argument("--max-neg", type=float, default=0.3)
+    p.add_argument("--extended", action="store_true", help="also use the TEMPLATES_X sentence shapes")
     a = p.parse_args(argv)
     import torch
 
@@ -169,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             min_sim=a.min_sim,
             margin=a.margin,
             max_neg=a.max_neg,
+            extended=a.extended,
         )
     )
 

@@ -88,6 +88,7 @@ class BridgeTaskConfig(JsonConfig):
     )  # more training prompts (e.g. star.bridge.expand)
     report_manifests: list[str] = field(default_factory=list)  # evaluated and logged, never monitored
     limit: int = 0  # use only the first N manifest lines (debug); 0 = all
+    init_from: str = ""  # a stage-1 model folder whose weights start training (warm start); "" = random
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -252,6 +253,8 @@ class BridgeTask:
         cfg.model.text_dim = int(self.caption_emb.shape[1])
         torch.manual_seed(cfg.train.seed)
         self.model = StageOneModel(cfg.model)
+        if cfg.init_from:
+            self._warm_start(cfg.init_from)
         with torch.no_grad():
             self.model.caption_emb.copy_(self.caption_emb[[cap_index[c] for c in cfg.model.captions]])
 
@@ -274,6 +277,19 @@ class BridgeTask:
         self.report_sets = {
             Path(m).parent.name: prompt_set(read_manifest(m), False) for m in cfg.report_manifests
         }
+
+    def _warm_start(self, folder: str) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(folder) / "bridge.safetensors"
+        if not path.is_file():
+            raise StarError(f"init_from: missing {path}")
+        state = {k: v for k, v in load_file(str(path)).items() if k != "caption_emb"}  # captions are rebuilt
+        own = self.model.state_dict()
+        wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
+        if wrong or set(own) - set(state) - {"caption_emb"}:
+            raise StarError(f"init_from {folder}: weights do not fit this model ({wrong[:3]})")
+        self.model.load_state_dict(state, strict=False)
 
     def _listen_captions(self, rows: list[dict[str, Any]]) -> list[str]:
         # Single-event phrasings first (they name one sound plainly), then scenes, capped in size.
