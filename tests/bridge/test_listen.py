@@ -74,35 +74,3 @@ def test_choose_thresholds_keeps_recall_and_rejects():
     th, rates = choose(pos, neg, min_recall=1.0)
     assert rates["prompt_recall"] == 1.0 and rates["negative_rejection"] == 1.0
     assert th.min_speech_ratio <= 0.7 and th.min_event_prob <= 0.7 and th.min_caption_sim <= 0.6
-
-
-def test_request_head_fit_save_load_and_gate(tiny_model_dir, prompts_manifest, tmp_path):
-    import shutil
-
-    from star.bridge.request import RequestHead, fit_request_head
-
-    rng = np.random.default_rng(0)
-    pos = np.concatenate([rng.normal(1.0, 0.3, (60, 4)), rng.uniform(0.6, 1.0, (60, 1))], axis=1)
-    neg = np.concatenate([rng.normal(-1.0, 0.3, (60, 4)), rng.uniform(0.0, 0.4, (60, 1))], axis=1)
-    head, stats = fit_request_head(pos, neg, pos[:30], min_recall=0.9)
-    assert stats["validation_recall"] >= 0.9 and stats["train_negative_rejection"] > 0.9
-    assert head.prob(pos[:5, :4], pos[:5, 4:]).min() > head.prob(neg[:5, :4], neg[:5, 4:]).max()
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    assert RequestHead.load(folder) is None
-    e = Listener.from_folder(folder).model.cfg.text_dim
-    # A head that rejects everything: listen must answer "no request" even for a real prompt.
-    RequestHead(np.zeros(e + 1), -10.0, 0.5).save(folder)
-    listener = Listener.from_folder(folder)
-    assert listener.request_head is not None
-    row = next(r for r in _rows(prompts_manifest) if r["split"] == "train")
-    result = listener.listen(load_audio(prompts_manifest.parent / row["speech"]))
-    assert not result.is_request and "does not sound like a sound request" in result.reason
-    assert 0.0 <= result.request_prob < 0.5
-
-
-def test_choose_respects_the_gate():
-    pos = np.array([[0.9, 0.9, 0.9]] * 10)
-    neg = np.array([[0.9, 0.9, 0.9]] * 10)
-    _, rates = choose(pos, neg, 0.9, np.ones(10, bool), np.zeros(10, bool))
-    assert rates["negative_rejection"] == 1.0 and rates["prompt_recall"] == 1.0

@@ -119,26 +119,15 @@ def esc10_clips(folder: str | Path, per_class: int = 6) -> dict[str, np.ndarray]
     return out
 
 
-def choose(
-    pos: np.ndarray,
-    neg: np.ndarray,
-    min_recall: float,
-    pos_gate: np.ndarray | None = None,
-    neg_gate: np.ndarray | None = None,
-) -> tuple[ListenThresholds, dict]:
-    """pos, neg [n, 3] signals (speech ratio, max prob, caption sim) -> thresholds and their rates.
-
-    `pos_gate`, `neg_gate` [n] bool: items a fixed extra test (the request head) lets through; an item is
-    accepted only if it passes its gate and all three thresholds."""
-    pos_gate = np.ones(len(pos), dtype=bool) if pos_gate is None else pos_gate
-    neg_gate = np.ones(len(neg), dtype=bool) if neg_gate is None else neg_gate
+def choose(pos: np.ndarray, neg: np.ndarray, min_recall: float) -> tuple[ListenThresholds, dict]:
+    """pos, neg [n, 3] signals (speech ratio, max prob, caption sim) -> thresholds and their rates."""
     grids = [np.round(np.arange(0.0, 0.95, 0.05), 2)] * 3
     best = None
     for th in itertools.product(*grids):
-        accept_pos = ((pos >= np.array(th)).all(1) & pos_gate).mean()
+        accept_pos = (pos >= np.array(th)).all(1).mean()
         if accept_pos < min_recall:
             continue
-        reject_neg = 1 - ((neg >= np.array(th)).all(1) & neg_gate).mean()
+        reject_neg = 1 - (neg >= np.array(th)).all(1).mean()
         # Prefer more rejected negatives, then higher recall, then the most lenient thresholds.
         key = (reject_neg, accept_pos, -sum(th))
         if best is None or key > best[0]:
@@ -168,12 +157,9 @@ def calibrate(
         prompts += [rows[i]["speech"] for i in sorted(pick)]
     negatives = {**synthetic_negatives(), **off_topic_speech(), **(esc10_clips(esc10) if esc10 else {})}
 
-    head = listener.request_head
-    gate_at = head.threshold if head is not None else 0.0
-
-    def sig(wav):  # [speech ratio, max prob, caption sim, request prob]
-        probs, _, sim, ratio, request = listener.all_signals(wav)
-        return [ratio, float(probs.max()), sim, request]
+    def sig(wav):
+        probs, _, sim, ratio = listener.signals(wav)
+        return [ratio, float(probs.max()), sim]
 
     # Half of the prompts get 0.5-2 s of silence around them, as a real recording would.
     def padded(i, wav):
@@ -185,17 +171,20 @@ def calibrate(
     pos = np.array([sig(padded(i, load_audio(p))) for i, p in enumerate(tqdm(prompts, desc="prompts"))])
     neg_names = list(negatives)
     neg = np.array([sig(negatives[k]) for k in tqdm(neg_names, desc="non-requests")])
-    th, rates = choose(pos[:, :3], neg[:, :3], min_recall, pos[:, 3] >= gate_at, neg[:, 3] >= gate_at)
-    limits = np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim, gate_at])
-    accepted = [k for k, s in zip(neg_names, neg) if (s >= limits).all()]
+    th, rates = choose(pos, neg, min_recall)
+    accepted = [
+        k
+        for k, s in zip(neg_names, neg)
+        if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()
+    ]
     test = off_topic_speech(OFF_TOPIC_TEST, OFF_TOPIC_TEST_VOICES)
+    limits = np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])
     test_accepted = [k for k, w in test.items() if (np.array(sig(w)) >= limits).all()]
     report = {
         "thresholds": th.to_dict(),
         **rates,
         "held_out_off_topic_rejection": 1 - len(test_accepted) / len(test),
         "held_out_off_topic_accepted": test_accepted,
-        "request_head": None if head is None else {"threshold": head.threshold},
         "n_prompts": len(pos),
         "n_negatives": len(neg),
         "accepted_negatives": accepted,

@@ -5,8 +5,7 @@ speech that names no known sound.
 Three signals decide whether the input is a spoken sound request (thresholds in bridge.json,
 calibrated by `star.bridge.calibrate`): the share of 32 ms windows that silero VAD calls speech, the
 highest event probability, and the cosine between the bridge's aligned embedding and the closest
-caption phrasing. A fourth, when the model folder has one, is the request head's probability that the
-speech asks for a known sound (`star.bridge.request`, fitted on the frozen model). No ASR is involved.
+caption phrasing. No ASR is involved.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import torch
 from star.audio import SAMPLE_RATE
 from star.audio.io import prepare_waveform
 from star.bridge.model import StageOneModel, load_stage_one
-from star.bridge.request import RequestHead
 from star.errors import StarError
 
 NO_REQUEST = "no spoken sound request heard"
@@ -38,14 +36,13 @@ class ListenResult:
     speech_ratio: float = 0.0
     max_prob: float = 0.0
     caption_sim: float = 0.0
-    request_prob: float = 1.0  # the request head's p(sound request); 1.0 without a head
     scores: dict[str, float] = field(default_factory=dict)  # every category's probability, always
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["events"] = [{"category": c, "prob": round(p, 4)} for c, p in self.events]
         d["scores"] = {k: round(v, 4) for k, v in self.scores.items()}
-        for k in ("speech_ratio", "max_prob", "caption_sim", "request_prob"):
+        for k in ("speech_ratio", "max_prob", "caption_sim"):
             d[k] = round(d[k], 4)
         return d
 
@@ -75,16 +72,9 @@ def speech_ratio(wav: np.ndarray) -> float:
 class Listener:
     """Speech encoder + stage-1 model (bridge, event head, caption embeddings)."""
 
-    def __init__(
-        self,
-        model: StageOneModel,
-        speech_encoder: Any | None = None,
-        threshold: float = 0.5,
-        request_head: RequestHead | None = None,
-    ):
+    def __init__(self, model: StageOneModel, speech_encoder: Any | None = None, threshold: float = 0.5):
         from star.encoders import build_speech_encoder
 
-        self.request_head = request_head
         self.model = model.eval()
         self.cfg = model.cfg
         self.encoder = speech_encoder or build_speech_encoder(self.cfg.speech_encoder)
@@ -93,17 +83,11 @@ class Listener:
     @classmethod
     def from_folder(cls, folder: str | Path) -> Listener:
         """Load from a model folder holding bridge.safetensors + bridge.json."""
-        return cls(load_stage_one(folder), request_head=RequestHead.load(folder))
+        return cls(load_stage_one(folder))
 
     @torch.no_grad()
     def signals(self, wav: np.ndarray) -> tuple[np.ndarray, int, float, float]:
         """wav -> (event probabilities [k], best caption index (-1 if none), caption cosine, speech ratio)."""
-        probs, best, sim, ratio, _ = self.all_signals(wav)
-        return probs, best, sim, ratio
-
-    @torch.no_grad()
-    def all_signals(self, wav: np.ndarray) -> tuple[np.ndarray, int, float, float, float]:
-        """signals() plus the request head's probability (1.0 without a head)."""
         wav = np.asarray(wav, dtype=np.float32)
         if wav.ndim != 1 or wav.size == 0:
             raise StarError(f"listen expects a non-empty mono waveform, got shape {wav.shape}")
@@ -115,35 +99,23 @@ class Listener:
             sims = self.model.caption_emb @ out.embedding[0]  # [n]
             best = int(sims.argmax())
             sim = float(sims[best])
-        request = 1.0
-        if self.request_head is not None:
-            request = float(self.request_head.prob(out.embedding.numpy(), probs[None])[0])
-        return probs, best, sim, speech_ratio(wav), request
+        return probs, best, sim, speech_ratio(wav)
 
     def listen(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> ListenResult:
         """One recording (mono float32) -> what was heard, or a plain no-request answer."""
         # Silence is a valid input here (answered with "no request"), not an error.
         wav = prepare_waveform(wav, sr, SAMPLE_RATE, name="listen input", allow_silent=True)
-        probs, best, sim, ratio, request = self.all_signals(wav)
+        probs, best, sim, ratio = self.signals(wav)
         th = self.cfg.listen
         vocab = self.cfg.vocab
         scores = {c: float(p) for c, p in zip(vocab, probs)}
         max_prob = float(probs.max())
-        common = {
-            "speech_ratio": ratio,
-            "max_prob": max_prob,
-            "caption_sim": sim,
-            "request_prob": request,
-            "scores": scores,
-        }
+        common = {"speech_ratio": ratio, "max_prob": max_prob, "caption_sim": sim, "scores": scores}
         if ratio < th.min_speech_ratio:
             reason = f"{NO_REQUEST}: little or no speech (in {ratio:.0%} of what sounds)"
             return ListenResult([], "", False, reason, **common)
         if max_prob < th.min_event_prob or sim < th.min_caption_sim:
             reason = f"{NO_REQUEST}: the speech names no known sound (best {vocab[int(probs.argmax())]} at {max_prob:.2f})"
-            return ListenResult([], "", False, reason, **common)
-        if self.request_head is not None and request < self.request_head.threshold:
-            reason = f"{NO_REQUEST}: the speech does not sound like a sound request ({request:.2f})"
             return ListenResult([], "", False, reason, **common)
         order = np.argsort(-probs)
         events = [(vocab[i], float(probs[i])) for i in order if probs[i] >= self.threshold]
