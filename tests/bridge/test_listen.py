@@ -74,3 +74,14 @@ def test_choose_thresholds_keeps_recall_and_rejects():
     th, rates = choose(pos, neg, min_recall=1.0)
     assert rates["prompt_recall"] == 1.0 and rates["negative_rejection"] == 1.0
     assert th.min_speech_ratio <= 0.7 and th.min_event_prob <= 0.7 and th.min_caption_sim <= 0.6
+
+
+def test_evaluate_folder_scores_validation_and_lists_misses(tiny_model_dir, prompts_manifest, tmp_path):
+    from star.bridge.evaluate import evaluate_folder
+
+    res = evaluate_folder(tiny_model_dir, [str(prompts_manifest)], tmp_path / "cache")
+    (name, r), = res.items()
+    assert name.endswith(":validation")
+    n_val = sum(1 for row in _rows(prompts_manifest) if row["split"] in ("val", "validation"))
+    assert r["prompts"] == n_val and 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["map"] <= 1.0
+    assert sum(r["misses"].values()) == round((1 - r["top1"]) * r["single"])

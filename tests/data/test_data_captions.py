@@ -79,3 +79,44 @@ def test_repeat_and_overlay_captions():
     assert not set(overlay) & set(cap.scene_captions("overlay", ["dog", "rain"], held_out=True))
     with pytest.raises(ValueError):
         cap.scene_captions("chorus", ["dog", "rain"])
+
+
+# ---- extra training phrasings (captions_extra.json) must keep the held-out wording unseen ------------
+def test_extra_phrasings_exist_for_every_category():
+    from star.data.captions import default_captions
+
+    caps = default_captions()
+    for cat in caps.known_categories:
+        assert len(set(caps.extra(cat))) >= 35, cat
+
+
+def test_extra_phrasings_never_contain_a_held_out_phrasing():
+    from star.data.captions import default_captions
+
+    caps = default_captions()
+    held = [h.lower() for c in caps.known_categories for h in caps.held_out(c)]
+    for cat in caps.known_categories:
+        for phrase in caps.extra(cat):
+            assert not any(h in phrase.lower() for h in held), phrase
+
+
+def test_extra_phrasings_avoid_held_out_only_words_and_their_stems():
+    from star.data.captions import default_captions, held_out_only_words, word_stem, words
+
+    caps = default_captions()
+    banned = held_out_only_words(caps)
+    assert {"puppy", "cockerel", "drizzle", "hearth", "toddler", "want"} <= banned
+    original = set().union(*(words(p) for c in caps.known_categories for p in caps.train(c)))
+    banned_stems = {word_stem(w) for w in banned}
+    for cat in caps.known_categories:
+        for phrase in caps.extra(cat):
+            new = words(phrase) - original
+            assert not new & banned, (phrase, new & banned)
+            assert not {word_stem(w) for w in new} & banned_stems, (phrase, new)
+
+
+def test_word_stem():
+    from star.data.captions import word_stem
+
+    assert word_stem("puppies") == word_stem("puppy") == "pup"
+    assert word_stem("sobbing") == word_stem("sobs") == "sob"

@@ -125,3 +125,35 @@ def test_manifest_without_validation_is_an_error(manifest, tmp_path):
     train_only.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
     with pytest.raises(StarError, match="split"):
         BridgeTask(_cfg(train_only, tmp_path / "run"))
+
+
+def test_warm_start_loads_an_exported_model(manifest, tmp_path):
+    cfg = _cfg(manifest, tmp_path / "first", steps=10)
+    Trainer(BridgeTask(cfg), cfg.train, cfg.out_dir).fit()
+    warm = _cfg(manifest, tmp_path / "second", steps=10)
+    warm.init_from = str(tmp_path / "first" / "best")
+    task = BridgeTask(warm)
+    ref = load_stage_one(tmp_path / "first" / "best").state_dict()
+    for k, v in task.model.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    bad = _cfg(manifest, tmp_path / "third", steps=10)
+    bad.init_from = str(tmp_path / "missing")
+    from star.errors import StarError
+
+    with pytest.raises(StarError, match="init_from"):
+        BridgeTask(bad)
+
+
+def test_rows_without_event_loss_get_zero_weight(manifest, tmp_path):
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    extra = manifest.parent / "extra_nobce.jsonl"
+    extra.write_text(
+        "".join(json.dumps({**r, "id": r["id"] + "x", "bce": False, "split": "train"}) + "\n" for r in rows[:2])
+    )
+    cfg = _cfg(manifest, tmp_path / "run", steps=10)
+    cfg.extra_manifests = [str(extra)]
+    task = BridgeTask(cfg)
+    w = task.train_set.bce_weight
+    assert w.shape == (len(task.train_set.rows),) and w[-2:].tolist() == [0.0, 0.0] and w[:-2].min() == 1.0
+    batch = next(task.batches(0, 1))
+    assert len(batch) == 6 and task.loss(task.model, batch)["loss"].isfinite()

@@ -13,6 +13,8 @@ or as a request for an unknown sound, with all-zero targets, so the event head s
 that names no known sound (which `listen` must answer with "no spoken sound request heard").
 
     python -m star.bridge.expand --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/expand
+    python -m star.bridge.expand --phrasings --renditions 3 --manifest runs/data/esc10_train/prompts.jsonl \
+        --out runs/bridge/phrasings
     python -m star.bridge.expand --negatives --manifest runs/data/esc10_train/prompts.jsonl \
         --out runs/bridge/negatives --lexicon-cache runs/bridge/expand/lexicon_minilm.npz
 write `prompts.jsonl` (train split only; expansion also `mined.json`, words per category + similarity).
@@ -129,8 +131,12 @@ def build_expansion(
     margin: float = 0.08,
     seed: int = 0,
     lexicon: str | Path = LEXICON,
+    skip_mined: str | Path | None = None,
 ) -> Path:
-    """Mine, speak and write `out_dir/prompts.jsonl`; returns its path."""
+    """Mine, speak and write `out_dir/prompts.jsonl`; returns its path.
+
+    `lexicon` is a festival lexicon file or "wordfreq" (the general word-frequency list, fewer names and
+    more everyday words than cmudict); `skip_mined` a previous run's mined.json whose words are skipped."""
     from star.encoders import build_text_encoder
     from star.train.bridge_task import read_manifest, read_vocab
 
@@ -138,7 +144,13 @@ def build_expansion(
     rows = read_manifest(manifest)
     vocab = read_vocab(manifest, rows)
     text = build_text_encoder("minilm")
-    words = lexicon_words(lexicon)
+    if str(lexicon) == "wordfreq":
+        from star.bridge.general import frequency_words
+
+        words = sorted(set(frequency_words()))
+    else:
+        words = lexicon_words(lexicon)
+    out.mkdir(parents=True, exist_ok=True)
     word_emb = embed_words(words, text, out / "lexicon_minilm.npz")
     # Words the training captions already use teach nothing new.
     seen = {
@@ -147,6 +159,8 @@ def build_expansion(
         if r.get("split", "train") == "train"
         for w in re.findall(r"[a-z]+", r["caption"].lower())
     }
+    if skip_mined is not None:
+        seen |= {w for found in json.loads(Path(skip_mined).read_text()).values() for w, _ in found}
     mined = mine(
         words,
         word_emb,
@@ -203,6 +217,25 @@ def speak_rows(
     return rows
 
 
+def build_phrasings(manifest: str | Path, out_dir: str | Path, *, renditions: int = 3, seed: int = 0) -> Path:
+    """Speak the extra hand-written training phrasings (`captions_extra.json`) of every category."""
+    from star.data.captions import default_captions
+    from star.train.bridge_task import read_manifest, read_vocab
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = read_vocab(manifest, read_manifest(manifest))
+    caps = default_captions()
+    jobs = [([c], text) for c in vocab for text in caps.extra(c) for _ in range(renditions)]
+    if not jobs:
+        raise StarError(f"no extra phrasings for the categories of {manifest}")
+    path = out / "prompts.jsonl"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in speak_rows(jobs, out, "p", seed, "extra-phrasings"))
+    )
+    return path
+
+
 def build_negatives(
     manifest: str | Path,
     out_dir: str | Path,
@@ -249,9 +282,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--margin", type=float, default=0.08)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negatives", action="store_true", help="build the negative (no-sound) prompts instead")
+    p.add_argument(
+        "--phrasings", action="store_true", help="speak the extra phrasings of captions_extra.json instead"
+    )
     p.add_argument("--negative-words", type=int, default=150)
     p.add_argument("--lexicon-cache", help="an existing lexicon_minilm.npz (embedding the lexicon is slow)")
+    p.add_argument("--lexicon", default=str(LEXICON), help='a festival lexicon file, or "wordfreq"')
+    p.add_argument("--skip-mined", help="mined.json of an earlier expansion: its words are not spoken again")
     a = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    if a.phrasings:
+        print(build_phrasings(a.manifest, a.out, renditions=a.renditions, seed=a.seed))
+        return
     if a.negatives:
         print(
             build_negatives(
@@ -268,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         min_sim=a.min_sim,
         margin=a.margin,
         seed=a.seed,
+        lexicon=a.lexicon,
+        skip_mined=a.skip_mined,
     )
     print(path)
 

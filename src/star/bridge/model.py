@@ -89,11 +89,17 @@ class StageOneModel(nn.Module):
         text_emb: torch.Tensor,
         caption_ids: torch.Tensor,
         align_weight: float = 0.0,
+        bce_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training losses. targets [b, k] multi-hot, text_emb [b, e] normalised caption embeddings, caption_ids [b]
-        (equal ids = same caption text, so repeated captions in a batch are not treated as negatives)."""
+        (equal ids = same caption text, so repeated captions in a batch are not treated as negatives),
+        bce_weight [b] (0 = no event loss for that item: distillation sentences without a label)."""
         out = self.predict(frames, mask)
-        bce = F.binary_cross_entropy_with_logits(out.logits, targets)
+        if bce_weight is None:
+            bce = F.binary_cross_entropy_with_logits(out.logits, targets)
+        else:
+            per_item = F.binary_cross_entropy_with_logits(out.logits, targets, reduction="none").mean(1)  # [b]
+            bce = (per_item * bce_weight).sum() / bce_weight.sum().clamp(min=1.0)
         align = info_nce(out.embedding, text_emb, caption_ids, self.cfg.temperature)
         # The alignment term is always computed (weight 0 included) so every parameter gets a
         # gradient and DDP needs no unused-parameter search.

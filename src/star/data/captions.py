@@ -9,6 +9,7 @@ is fixed and reviewable rather than an accident of a random seed. Categories tha
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -58,6 +59,10 @@ class Captions:
     def held_out(self, category: str) -> list[str]:
         return self.phrasings(category, held_out=True)
 
+    def extra(self, category: str) -> list[str]:
+        """More training phrasings (`captions_extra.json`, synonyms) for stage 1; [] if none are written."""
+        return list(_extra_data()["categories"].get(category, []))
+
     def phrase(self, category: str) -> Phrase:
         if category in self._categories:
             entry = self._categories[category]
@@ -97,6 +102,48 @@ class Captions:
 def _package_data() -> dict[str, Any]:
     text = resources.files("star.data").joinpath("captions.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _extra_data() -> dict[str, Any]:
+    text = resources.files("star.data").joinpath("captions_extra.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def word_stem(word: str) -> str:
+    """Crude stem for vocabulary checks: 'puppies', 'puppy' -> 'pup'; 'sobbing', 'sobs' -> 'sob'."""
+    w = word.lower()
+    for suffix in ("ings", "ing", "ies", "ers", "er", "es", "ed", "s", "y"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2]:
+        w = w[:-1]
+    return w
+
+
+def words(text: str) -> set[str]:
+    """Lower-case alphabetic words of a phrasing."""
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def held_out_only_words(captions: Captions | None = None) -> set[str]:
+    """Words of the held-out phrasings (categories, generic, scenes) that no original training phrasing
+    uses: the wording the test prompts check generalisation on, so extra training text must avoid them."""
+    data = (captions or default_captions())._data
+    train: set[str] = set()
+    held: set[str] = set()
+    for entry in data["categories"].values():
+        for s in entry["train"] + [entry["noun"], entry["clause"]]:
+            train |= words(s)
+        for s in entry["held_out"]:
+            held |= words(s)
+    for group in [data["generic"], *data["scenes"].values()]:
+        for s in group["train"]:
+            train |= words(s)
+        for s in group["held_out"]:
+            held |= words(s)
+    return held - train
 
 
 @lru_cache(maxsize=1)

@@ -88,6 +88,7 @@ class BridgeTaskConfig(JsonConfig):
     )  # more training prompts (e.g. star.bridge.expand)
     report_manifests: list[str] = field(default_factory=list)  # evaluated and logged, never monitored
     limit: int = 0  # use only the first N manifest lines (debug); 0 = all
+    init_from: str = ""  # a stage-1 model folder whose weights start training (warm start); "" = random
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class PromptSet:
     feats: list[np.ndarray]
     targets: np.ndarray  # [n, k]
     caption_ids: np.ndarray  # [n] index into the task's caption list
+    bce_weight: np.ndarray | None = None  # [n] 0 = no event loss (a distillation row without a label)
 
     def single(self) -> np.ndarray:
         """Indices of prompts asking for exactly one event category (used for top-1)."""
@@ -251,19 +253,43 @@ class BridgeTask:
         cfg.model.text_dim = int(self.caption_emb.shape[1])
         torch.manual_seed(cfg.train.seed)
         self.model = StageOneModel(cfg.model)
+        if cfg.init_from:
+            self._warm_start(cfg.init_from)
         with torch.no_grad():
             self.model.caption_emb.copy_(self.caption_emb[[cap_index[c] for c in cfg.model.captions]])
 
         def prompt_set(part: list[dict[str, Any]], with_ids: bool) -> PromptSet:
             feats = load_features(part, cfg.model.speech_encoder, cfg.cache_dir)
             ids = np.array([cap_index.get(r["caption"], -1) for r in part]) if with_ids else np.zeros(0)
-            return PromptSet(part, feats, multi_hot(part, vocab), ids)
+            weight = np.array([0.0 if r.get("bce", True) is False else 1.0 for r in part], dtype=np.float32)
+            return PromptSet(part, feats, multi_hot(part, vocab), ids, weight)
 
         self.train_set = prompt_set(train_rows, True)
+        # Category centroids of the training captions in the text space: the "zero-shot" read-out of the
+        # aligned embedding, logged beside the event head's top-1 (a diagnostic, not what listen uses).
+        cents = []
+        for j in range(len(vocab)):
+            ids = sorted({int(c) for c, t in zip(self.train_set.caption_ids, self.train_set.targets)
+                          if t[j] == 1 and t.sum() == 1})
+            cents.append(torch.nn.functional.normalize(self.caption_emb[ids].mean(0), dim=0))
+        self.class_emb = torch.stack(cents).numpy()  # [k, e]
         self.val_set = prompt_set(val_rows, False)
         self.report_sets = {
             Path(m).parent.name: prompt_set(read_manifest(m), False) for m in cfg.report_manifests
         }
+
+    def _warm_start(self, folder: str) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(folder) / "bridge.safetensors"
+        if not path.is_file():
+            raise StarError(f"init_from: missing {path}")
+        state = {k: v for k, v in load_file(str(path)).items() if k != "caption_emb"}  # captions are rebuilt
+        own = self.model.state_dict()
+        wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
+        if wrong or set(own) - set(state) - {"caption_emb"}:
+            raise StarError(f"init_from {folder}: weights do not fit this model ({wrong[:3]})")
+        self.model.load_state_dict(state, strict=False)
 
     def _listen_captions(self, rows: list[dict[str, Any]]) -> list[str]:
         # Single-event phrasings first (they name one sound plainly), then scenes, capped in size.
@@ -283,19 +309,22 @@ class BridgeTask:
             idx, order = order[: self.cfg.batch_size], order[self.cfg.batch_size :]
             frames, mask = collate([self.cfg.augment.apply(self.train_set.feats[i], rng) for i in idx])
             ids = torch.from_numpy(self.train_set.caption_ids[idx])
-            yield (frames, mask, torch.from_numpy(self.train_set.targets[idx]), self.caption_emb[ids], ids)
+            targets = torch.from_numpy(self.train_set.targets[idx])
+            weight = torch.from_numpy(self.train_set.bce_weight[idx])
+            yield (frames, mask, targets, self.caption_emb[ids], ids, weight)
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        frames, mask, targets, cap_emb, ids = batch
-        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight)
+        frames, mask, targets, cap_emb, ids, weight = batch
+        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight, weight)
 
     def evaluate(self, model: StageOneModel) -> dict[str, float]:
         metrics = {}
         for name, ps in {"val": self.val_set, **self.report_sets}.items():
-            probs, _ = predict_features(model, ps.feats)
+            probs, emb = predict_features(model, ps.feats)
             single = ps.single()
             metrics[f"{name}_map"] = mean_average_precision(probs, ps.targets)
             metrics[f"{name}_top1"] = top1_accuracy(probs[single], ps.targets[single])
+            metrics[f"{name}_zs_top1"] = top1_accuracy((emb @ self.class_emb.T)[single], ps.targets[single])
             if name != "val":  # held-out sets: top-1 per voice too (festival ked is the unseen speaker)
                 for voice in sorted({voice_name(ps.rows[i]) for i in single}):
                     idx = [i for i in single if voice_name(ps.rows[i]) == voice]
