@@ -254,9 +254,13 @@ def test_run_eval_scores_a_constructed_sequence_and_its_reversal(tmp_path):
     saved = json.loads((out / "scores.json").read_text())
     assert [c["id"] for c in saved["clips"]["cascade"]] == ["p0", "p1", "p2"]
     assert saved["clips"]["cascade"][2]["error"]
+    # The one single-event prompt (dog): right in E2E, silence in the cascade.
+    assert scores["categories"] == {"dog": {"e2e": [1, 1], "cascade": [0, 1]}}
     table = (out / "table.md").read_text()
-    assert sum(line.startswith("| ") for line in table.splitlines()) == len(scores["rows"]) + 1
-    assert "order err." in table
+    main_table, category_table = table.split("per requested category")
+    assert sum(line.startswith("| ") for line in main_table.splitlines()) == len(scores["rows"]) + 1
+    assert "order err." in main_table
+    assert "| dog | 1.00 (1) | 0.00 (1) |" in category_table
 
 
 @NEEDS_MODEL

@@ -177,6 +177,30 @@ def test_training_lowers_validation_loss_and_exports(tmp_path):
     assert (out / "task_config.json").is_file()
 
 
+def test_init_from_continues_a_released_generator(tmp_path):
+    manifest = make_manifest(tmp_path / "data")
+    first = tmp_path / "first"
+    cfg = task_config(manifest, first, steps=20, eval_every=20, ckpt_every=20, warmup=2, lr=2e-3)
+    cfg.save(tmp_path / "first.json")
+    train_generator(tmp_path / "first.json", first)
+    released = load_generator(first / "last")
+
+    cfg = task_config(manifest, tmp_path / "second", steps=1, eval_every=1, ckpt_every=1, lr=1e-12, warmup=0)
+    cfg.model.dim = 64  # replaced by the released model's config
+    cfg.init_from = str(first / "last")
+    cfg.save(tmp_path / "second.json")
+    train_generator(tmp_path / "second.json", tmp_path / "second")
+    continued = load_generator(tmp_path / "second" / "last")
+    assert continued.cfg.to_dict() == released.cfg.to_dict()
+    for (name, a), b in zip(released.state_dict().items(), continued.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name  # one step at lr ~0 from the released weights
+
+    cfg.init_from = str(tmp_path / "nowhere")
+    cfg.save(tmp_path / "bad.json")
+    with pytest.raises(StarError, match="init_from"):
+        train_generator(tmp_path / "bad.json", tmp_path / "third")
+
+
 def test_ddp_two_processes(tmp_path):
     manifest = make_manifest(tmp_path / "data")
     cfg = task_config(manifest, tmp_path / "run", steps=6, eval_every=3, ckpt_every=3)

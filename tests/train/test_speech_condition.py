@@ -1,9 +1,13 @@
 """Stage 2(b)'s condition source: bridge tokens of a clip's spoken prompts, or its text tokens."""
 
 import numpy as np
+import pytest
 import torch
 
-from star.train.speech_condition import SpeechCondition, file_digest
+from star.bridge import BridgeConfig, StageOneConfig
+from star.bridge.model import StageOneModel, load_stage_one
+from star.generator import GeneratorConfig, build_generator, load_generator
+from star.train.speech_condition import ProjectionTuned, ProjectionTunedTask, SpeechCondition, file_digest
 
 
 class TextTokens:
@@ -48,3 +52,74 @@ def test_token_cache_key_follows_the_bridge_weights(tmp_path):
     first = file_digest(weights)
     weights.write_bytes(b"two")
     assert file_digest(weights) != first
+
+
+# ---- unfreezing the bridge's output projection ------------------------------------------------
+def _tiny_stage_one(kind: str = "qformer") -> StageOneModel:
+    bridge = BridgeConfig(kind=kind, in_dim=8, out_dim=4, width=6, queries=3, layers=1, heads=2, ffn_mult=2,
+                          mlp_tokens=3, dropout=0.0)
+    torch.manual_seed(0)
+    return StageOneModel(StageOneConfig(bridge=bridge, vocab=["a", "b"], text_dim=4, captions=["x"]))
+
+
+@pytest.mark.parametrize("kind", ["qformer", "mlp"])
+def test_bridge_is_its_projection_of_its_hidden_states(kind):
+    bridge = _tiny_stage_one(kind).bridge.eval()
+    frames, mask = torch.randn(2, 10, 8), torch.ones(2, 10, dtype=torch.bool)
+    tokens, _ = bridge(frames, mask)
+    again, _ = bridge.project(bridge.hidden(frames, mask))
+    assert torch.equal(tokens, again) and tokens.shape == (2, 3, 4)
+
+
+def test_hidden_mode_leaves_speech_rows_to_the_model():
+    prompts = [{"sound_id": "a"}, {"sound_id": "b"}]
+    states = torch.stack([torch.full((3, 6), 1.0), torch.full((3, 6), 2.0)]).half()  # [p, q, w]
+    source = SpeechCondition(prompts, states, torch.ones(2, 3, dtype=torch.bool), TextTokens(), 0.0, hidden=True)
+    cond, mask, inputs = source([{"id": "b"}, {"id": "text-only"}], rng=None)
+    assert cond.shape == (2, 3, 4) and (cond[0] == 0).all() and (cond[1, :2] == -1).all()
+    assert mask.tolist() == [[True] * 3, [True, True, False]]
+    assert inputs["is_speech"].tolist() == [True, False]
+    assert (inputs["hidden"][0] == 2).all() and (inputs["hidden"][1] == 0).all()
+    cond, mask, inputs = source([{"id": "text-only"}], rng=None)  # text rows only: still room for 3 tokens
+    assert cond.shape == (1, 3, 4) and mask.tolist() == [[True, True, False]]
+
+
+def test_projection_tuned_trains_only_the_projection_and_exports_the_bridge(tmp_path):
+    stage_one = _tiny_stage_one()
+    body_before = {k: v.clone() for k, v in stage_one.state_dict().items() if not k.startswith("bridge.out_proj")}
+    proj_before = stage_one.bridge.out_proj.weight.detach().clone()
+    generator = build_generator(GeneratorConfig(patch=4, dim=16, depth=2, heads=2, mlp_ratio=2.0, cond_dim=4,
+                                                n_mels=8, mel_mean=[0.0] * 8, mel_std=[1.0] * 8))
+    with torch.no_grad():  # an untrained DiT's zero-initialised output would pass no gradient back
+        for p in generator.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    model = ProjectionTuned(generator, stage_one)
+    prompts = [{"sound_id": "a"}]
+    states = torch.randn(1, 3, 6).half()
+    source = SpeechCondition(prompts, states, torch.ones(1, 3, dtype=torch.bool), TextTokens(), 0.5, hidden=True)
+    rng = np.random.default_rng(0)
+    cond, mask, inputs = source([{"id": "a"}] * 4, rng)
+    assert 0 < int(inputs["is_speech"].sum()) < 4  # a mixed batch: text rows and speech rows
+    mel = torch.randn(4, 8, 16)
+    loss = model(mel, cond, mask, None, drop=False, **inputs)
+    loss.backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"stage_one.bridge.out_proj.weight", "stage_one.bridge.out_proj.bias"} <= grads
+    assert not any(n.startswith("stage_one.") and "out_proj" not in n for n in grads)
+
+    # The speech rows see exactly the projection of their hidden states.
+    t, noise = torch.full((4,), 0.5), torch.randn(4, 8, 16)
+    manual = cond.clone()
+    manual[inputs["is_speech"]] = stage_one.bridge.project(inputs["hidden"])[0][inputs["is_speech"]].detach()
+    with torch.no_grad():
+        assert torch.allclose(model(mel, cond, mask, None, t=t, noise=noise, drop=False, **inputs),
+                              generator(mel, manual, mask, None, t=t, noise=noise, drop=False))
+        stage_one.bridge.out_proj.weight.add_(0.5)
+        stage_one.bridge.out_proj.weight.add_(0.5)
+    ProjectionTunedTask.export(None, model, tmp_path)
+    tuned = load_stage_one(tmp_path)
+    assert not torch.allclose(tuned.bridge.out_proj.weight, proj_before)
+    for k, v in tuned.state_dict().items():
+        if k in body_before:
+            assert torch.equal(v, body_before[k]), k
+    assert load_generator(tmp_path).cfg.cond_dim == 4

@@ -53,13 +53,28 @@ class BridgeConfig(JsonConfig):
 
 
 class Bridge(nn.Module):
-    """Speech frames -> condition tokens. Subclasses implement `forward`."""
+    """Speech frames -> condition tokens. Subclasses implement `hidden` and `project`.
+
+    The split lets stage 2(b) fine-tune only the output projection on cached hidden states.
+    """
 
     cfg: BridgeConfig
 
+    def hidden(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """frames [b, t, d], mask [b, t] -> the states the output projection reads ([b, ...])."""
+        raise NotImplementedError
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`hidden` states -> (tokens [b, q, c], token_mask [b, q])."""
+        raise NotImplementedError
+
+    def projection(self) -> nn.Module:
+        """The output projection (the part stage 2(b) may unfreeze)."""
+        raise NotImplementedError
+
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames [b, t, d], mask [b, t] -> (tokens [b, q, c], token_mask [b, q])."""
-        raise NotImplementedError
+        return self.project(self.hidden(frames, mask))
 
     @staticmethod
     def pooled(tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:

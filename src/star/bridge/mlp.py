@@ -26,8 +26,13 @@ class MLPBridge(Bridge):
             nn.Linear(cfg.width, cfg.mlp_tokens * cfg.out_dim),
         )
 
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_frames(frames, mask, self.cfg.in_dim)
-        stats = masked_mean_std(frames, mask)  # [b, 2d]
-        tokens = self.net(stats).view(frames.shape[0], self.cfg.mlp_tokens, self.cfg.out_dim)  # [b, q, c]
+        return self.net[:-1](masked_mean_std(frames, mask))  # [b, width]
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.net[-1](hidden).view(hidden.shape[0], self.cfg.mlp_tokens, self.cfg.out_dim)  # [b, q, c]
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+    def projection(self) -> nn.Module:
+        return self.net[-1]

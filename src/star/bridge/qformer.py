@@ -56,7 +56,7 @@ class QFormerBridge(Bridge):
         self.out_norm = nn.LayerNorm(w)
         self.out_proj = nn.Linear(w, cfg.out_dim)
 
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_frames(frames, mask, self.cfg.in_dim)
         # Speech at 25 frames/s still resolves every word; halving t halves the dominant cost.
         frames, mask = pool_frames(frames, mask, self.cfg.frame_stride)  # [b, t', d]
@@ -66,5 +66,11 @@ class QFormerBridge(Bridge):
         q = self.queries.unsqueeze(0).expand(frames.shape[0], -1, -1)  # [b, q, w]
         for layer in self.layers:
             q = layer(q, mem, ~mask)
-        tokens = self.out_proj(self.out_norm(q))  # [b, q, c]
+        return self.out_norm(q)  # [b, q, w]
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.out_proj(hidden)  # [b, q, c]
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+    def projection(self) -> nn.Module:
+        return self.out_proj

@@ -494,11 +494,24 @@ def run_eval(
         "load_avg": [load_start, os.getloadavg()[0]],
         "wall_s": time.perf_counter() - t_start,
         "rows": rows,
+        "categories": per_category(clips),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "scores.json").write_text(json.dumps({**scores, "clips": clips}, indent=1))
     (out / "table.md").write_text(format_table(scores) + "\n")
     return scores
+
+
+def per_category(clips: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[int]]]:
+    """Single-event prompts per requested category and mode: {category: {mode: [correct, scored]}}."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for mode, details in clips.items():
+        for c in details:
+            if "correct" in c:
+                cell = out.setdefault(c["requested"][0], {}).setdefault(mode, [0, 0])
+                cell[0] += int(c["correct"])
+                cell[1] += 1
+    return dict(sorted(out.items()))
 
 
 # ---------------------------------------------------------------- tables
@@ -552,4 +565,20 @@ def format_table(scores: dict[str, Any]) -> str:
             "*real-vs-real FD between two halves of the distinct real clips (each half the size: "
             "a pessimistic ceiling)."
         )
-    return "\n".join(lines) + "\n\n" + " ".join(notes)
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + category_table(scores.get("categories"), names)
+
+
+def category_table(categories: dict[str, dict[str, list[int]]] | None, names: dict[str, str]) -> str:
+    """Event accuracy of single-event prompts per requested category (empty when there are none)."""
+    if not categories:
+        return ""
+    modes = list(dict.fromkeys(m for per_mode in categories.values() for m in per_mode))
+    lines = [
+        "", "", "Event accuracy per requested category (single-event and repeat prompts; scored clips in parentheses):", "",
+        "| category | " + " | ".join(names.get(m, m) for m in modes) + " |",
+        "|---|" + "---:|" * len(modes),
+    ]
+    for category, per_mode in categories.items():
+        cells = [f"{k / n:.2f} ({n})" if (k, n) != (0, 0) else "–" for k, n in (per_mode.get(m, [0, 0]) for m in modes)]
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -36,8 +36,11 @@ from star.errors import StarError
 from star.generator import FlowMatching, GeneratorConfig, build_generator, save_generator
 from star.train.shard_source import CaptionTokens, ShardSource
 from star.train.trainer import TrainConfig, Trainer
+from star.weights import load_weights
 
-Condition = Callable[[list[dict], "np.random.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
+# (tokens [b, n, c], mask [b, n]), optionally plus a dict of extra model inputs (`cond_inputs`) that a
+# wrapped model turns into tokens itself (stage 2(b) with a trainable bridge projection).
+Condition = Callable[[list[dict], "np.random.Generator | None"], tuple]
 
 
 @dataclass
@@ -56,6 +59,9 @@ class GeneratorTaskConfig(JsonConfig):
     train_split: str = "train"
     eval_split: str = "validation"  # falls back to a fixed slice of the training clips when absent
     eval_clips: int = 64
+    # A generator folder (generator.safetensors/json) to continue from instead of random weights; its
+    # config (and data statistics) replaces `model`. A checkpoint in out_dir still takes precedence.
+    init_from: str = ""
     eval_times: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     bf16: bool = True  # autocast the backbone (about 2x on CPUs with AMX/AVX512-bf16)
     # Streaming instead of `manifest`: tar shards written by `star data shard`, as a folder, a brace
@@ -249,8 +255,11 @@ class GeneratorTask:
         for i, c in enumerate(crops):
             mel[i, :, : c.shape[1]] = c
             mask[i, : c.shape[1]] = True
-        cond, cond_mask = self.condition(items, rng)
-        return {"mel": mel, "mel_mask": mask, "cond": cond, "cond_mask": cond_mask}
+        cond, cond_mask, *inputs = self.condition(items, rng)
+        batch = {"mel": mel, "mel_mask": mask, "cond": cond, "cond_mask": cond_mask}
+        if inputs:
+            batch["cond_inputs"] = inputs[0]
+        return batch
 
     def batches(self, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
         # Seeded from torch's RNG, which the trainer restores on resume: a resumed run draws new batches.
@@ -282,7 +291,8 @@ class GeneratorTask:
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with self._autocast():
-            loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"])
+            loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"],
+                         **batch.get("cond_inputs", {}))
         return {"loss": loss}
 
     def evaluate(self, model: FlowMatching) -> dict[str, float]:
@@ -302,7 +312,8 @@ class GeneratorTask:
                 b = batch["mel"].shape[0]
                 with self._autocast():
                     loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"],
-                                 t=torch.full((b,), t), noise=batch["noise"], drop=False)
+                                 t=torch.full((b,), t), noise=batch["noise"], drop=False,
+                                 **batch.get("cond_inputs", {}))
                 total, weight = total + float(loss) * b, weight + b
             out[f"val_loss_t{t:g}"] = total / weight
         out["val_loss"] = sum(out.values()) / len(out)
@@ -313,6 +324,14 @@ class GeneratorTask:
 
 
 # ---- entry point -----------------------------------------------------------------------------
+def init_config(folder: str | Path) -> GeneratorConfig:
+    """The config of a generator folder to start from (same shape and data statistics)."""
+    path = Path(folder) / "generator.json"
+    if not path.is_file():
+        raise StarError(f"init_from {folder} holds no generator.json")
+    return GeneratorConfig.load(path)
+
+
 def train_generator(
     config_path: str | Path, out_dir: str | Path | None = None, manifest: str | None = None,
     shards: str | None = None,
@@ -330,7 +349,11 @@ def train_generator(
         cfg.manifest, cfg.shards = "", shards
     out = Path(out_dir or cfg.out_dir)
     torch.set_num_threads(cfg.train.threads)
+    if cfg.init_from:
+        cfg.model = init_config(cfg.init_from)
     task = GeneratorTask(cfg, out_dir=out)
+    if cfg.init_from:
+        load_weights(task.model, cfg.init_from, "generator")
     if int(os.environ.get("RANK", "0")) == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "task_config.json")  # with the data statistics filled in

@@ -3,7 +3,10 @@
 Each training clip is conditioned on one of its *spoken* prompts, run through the frozen speech encoder
 (features from the shared FeatureCache) and the frozen stage-1 bridge, instead of its caption's text
 tokens. A fraction `p_text` of items keeps the text condition so the same weights still serve text
-prompts. The bridge is frozen, so its tokens are computed once per prompt and cached.
+prompts. The bridge is frozen, so its tokens are computed once per prompt and cached; with
+`train_projection` only the bridge's body is frozen: its hidden states are cached and the output
+projection trains with the generator (STAR's "unfreeze the projection" variant), and each exported
+checkpoint then holds the tuned bridge (`bridge.*`) beside the generator.
 
     b batch, q bridge queries, n text tokens, c condition width (384)
 """
@@ -19,13 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from star.bridge.model import StageOneModel, load_stage_one, save_stage_one
 from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.errors import StarError
-from star.generator import GeneratorConfig
-from star.train.generator_task import GeneratorTask, GeneratorTaskConfig
+from star.generator import FlowMatching, save_generator
+from star.train.generator_task import GeneratorTask, GeneratorTaskConfig, init_config
 from star.train.trainer import TrainConfig, Trainer
 from star.weights import load_weights
 
@@ -38,15 +43,18 @@ class SpeechFinetuneConfig(JsonConfig):
     bridge: str = ""  # stage-1 folder holding bridge.safetensors/json
     feature_cache: str = "runs/cache/features"  # shared with stage-1 training, so nothing is re-encoded
     p_text: float = 0.3
+    train_projection: bool = False  # also fine-tune the bridge's output projection (the rest stays frozen)
     out_dir: str = "runs/generator_speech"
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @torch.no_grad()
 def bridge_tokens(prompts: list[dict], bridge_folder: str | Path, cache_root: str | Path,
-                  batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spoken prompts -> frozen bridge tokens [p, q, c] (float16) and masks [p, q]."""
-    from star.bridge.model import load_stage_one
+                  batch: int = 32, hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spoken prompts -> frozen bridge tokens [p, q, c] (float16) and masks [p, q].
+
+    `hidden`: the states before the bridge's output projection instead of the tokens.
+    """
     from star.encoders import build_speech_encoder
     from star.encoders.cache import FeatureCache
 
@@ -61,38 +69,95 @@ def bridge_tokens(prompts: list[dict], bridge_folder: str | Path, cache_root: st
         mask = torch.zeros(len(chunk), t, dtype=torch.bool)
         for j, f in enumerate(chunk):
             frames[j, : f.shape[0]], mask[j, : f.shape[0]] = f, True
-        tok, tok_mask = stage_one.bridge(frames, mask)
-        tokens.append(tok.half())
+        states = stage_one.bridge.hidden(frames, mask)
+        tok, tok_mask = stage_one.bridge.project(states)
+        tokens.append((states if hidden else tok).half())
         masks.append(tok_mask)
     return torch.cat(tokens), torch.cat(masks)
 
 
 class SpeechCondition:
-    """Items -> bridge tokens of one of their spoken prompts (or, with probability p_text, text tokens)."""
+    """Items -> bridge tokens of one of their spoken prompts (or, with probability p_text, text tokens).
 
-    def __init__(self, prompts: list[dict], tokens: torch.Tensor, masks: torch.Tensor, text: Any, p_text: float):
+    With `hidden` (cached pre-projection states instead of tokens) a speech row's tokens are left as
+    zeros and the states go to the model as `cond_inputs` {"hidden", "is_speech"}: `ProjectionTuned`
+    projects them itself, so the projection gets gradients.
+    """
+
+    def __init__(self, prompts: list[dict], tokens: torch.Tensor, masks: torch.Tensor, text: Any, p_text: float,
+                 hidden: bool = False):
         self.by_sound: dict[str, list[int]] = {}
         for i, p in enumerate(prompts):
             self.by_sound.setdefault(p["sound_id"], []).append(i)
-        self.tokens, self.masks, self.text, self.p_text = tokens, masks, text, p_text
+        self.tokens, self.masks, self.text, self.p_text, self.hidden = tokens, masks, text, p_text, hidden
 
     def __call__(self, items: list[dict], rng: np.random.Generator | None = None):
         rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+        picks: list[int] = []  # per row: its prompt's index, -1 for a text row
         for it in items:
             choices = self.by_sound.get(it["id"])
             use_text = not choices or (rng is not None and rng.random() < self.p_text)
             if use_text:
                 tok, mask = self.text([it], rng)
                 rows.append((tok[0], mask[0]))
+                picks.append(-1)
             else:
                 k = choices[0] if rng is None else choices[int(rng.integers(len(choices)))]
-                rows.append((self.tokens[k].float(), self.masks[k]))
-        n = max(t.shape[0] for t, _ in rows)
-        tokens = torch.zeros(len(rows), n, rows[0][0].shape[1])  # [b, n, c]
+                rows.append((torch.zeros(0, 0) if self.hidden else self.tokens[k].float(), self.masks[k]))
+                picks.append(k)
+        width = max(t.shape[1] for t, _ in rows)  # hidden speech rows are placeholders of width 0
+        n = max(m.shape[0] for _, m in rows)
+        if self.hidden:  # room for the projected tokens even when every row of the batch is text
+            n = max(n, self.masks.shape[1])
+        tokens = torch.zeros(len(rows), n, width)  # [b, n, c]
         mask = torch.zeros(len(rows), n, dtype=torch.bool)  # [b, n]
         for i, (t, m) in enumerate(rows):
-            tokens[i, : t.shape[0]], mask[i, : m.shape[0]] = t, m
-        return tokens, mask
+            tokens[i, : t.shape[0], : t.shape[1]], mask[i, : m.shape[0]] = t, m
+        if not self.hidden:
+            return tokens, mask
+        is_speech = torch.tensor([k >= 0 for k in picks])  # [b]
+        states = torch.zeros(len(rows), *self.tokens.shape[1:])  # [b, ...]; zeros for text rows
+        for i, k in enumerate(picks):
+            if k >= 0:
+                states[i] = self.tokens[k].float()
+        return tokens, mask, {"hidden": states, "is_speech": is_speech}
+
+
+class ProjectionTuned(nn.Module):
+    """The generator plus the stage-1 model whose bridge projection trains with it (the rest frozen).
+
+    Speech rows of a batch arrive as cached hidden states and are projected here, inside the forward
+    pass, so DDP and EMA treat the projection like any other parameter.
+    """
+
+    def __init__(self, generator: FlowMatching, stage_one: StageOneModel):
+        super().__init__()
+        self.generator, self.stage_one = generator, stage_one
+        stage_one.requires_grad_(False)
+        stage_one.bridge.projection().requires_grad_(True)
+        self.cfg = generator.cfg
+
+    def forward(self, mel: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                mel_mask: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
+                is_speech: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        if hidden is not None and is_speech is not None:
+            tokens, _ = self.stage_one.bridge.project(hidden)  # [b, q, c]
+            q = tokens.shape[1]
+            if q > cond.shape[1] or tokens.shape[2] != self.cfg.cond_dim:
+                raise StarError(f"bridge tokens {tuple(tokens.shape[1:])} do not fit the condition {tuple(cond.shape[1:])}")
+            if cond.shape[2] == 0:  # a batch of speech rows only
+                cond = torch.zeros(*cond.shape[:2], tokens.shape[2])
+            projected = torch.cat([tokens, cond[:, q:]], dim=1)  # [b, n, c]
+            cond = torch.where(is_speech[:, None, None], projected, cond)
+        return self.generator(mel, cond, cond_mask, mel_mask, **kwargs)
+
+
+class ProjectionTunedTask(GeneratorTask):
+    """Stage 2(b) with a trainable bridge projection: checkpoints hold the generator and the tuned bridge."""
+
+    def export(self, model: ProjectionTuned, folder: str | Path) -> None:
+        save_generator(model.generator, folder)
+        save_stage_one(model.stage_one, folder)
 
 
 def file_digest(path: Path) -> str:
@@ -107,38 +172,40 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     cfg = SpeechFinetuneConfig.load(config_path)
     task_cfg = GeneratorTaskConfig.load(cfg.generator)
     init = Path(cfg.init_from)
-    if not (init / "generator.json").is_file():
-        raise StarError(f"init_from {init} holds no generator.json (train stage 2a first)")
-    task_cfg.model = GeneratorConfig.load(init / "generator.json")  # same data statistics as stage 2a
+    task_cfg.model = init_config(init)  # same shape and data statistics as stage 2a
+    task_cfg.init_from = ""  # loaded below, after the task exists
     task_cfg.train = cfg.train
     torch.set_num_threads(cfg.train.threads)
     out = Path(cfg.out_dir)
-    task = GeneratorTask(task_cfg, out_dir=out)
+    task = (ProjectionTunedTask if cfg.train_projection else GeneratorTask)(task_cfg, out_dir=out)
     load_weights(task.model, init, "generator")
 
     prompts = read_manifest(cfg.prompts)  # speech paths resolved against the manifest's folder
     # The cache is only valid for this bridge's weights and these prompts: a retrained bridge re-encodes.
-    key = {"bridge": file_digest(Path(cfg.bridge) / "bridge.safetensors"), "prompts": [p["id"] for p in prompts]}
+    key = {"bridge": file_digest(Path(cfg.bridge) / "bridge.safetensors"), "prompts": [p["id"] for p in prompts],
+           "hidden": cfg.train_projection}
     cache = out / "cache" / "bridge_tokens.pt"
     stored = torch.load(cache, weights_only=True) if cache.is_file() else {}
     if stored.get("key") == key:
         tokens, masks = stored["tokens"], stored["masks"]
     else:
-        tokens, masks = bridge_tokens(prompts, cfg.bridge, cfg.feature_cache)
+        tokens, masks = bridge_tokens(prompts, cfg.bridge, cfg.feature_cache, hidden=cfg.train_projection)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "tokens": tokens, "masks": masks}, cache)
-    task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text)
+    task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text, hidden=cfg.train_projection)
+    if cfg.train_projection:
+        task.model = ProjectionTuned(task.model, load_stage_one(cfg.bridge).train())
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "finetune_config.json")
     return Trainer(task, cfg.train, out).fit()
 
 
 def train_any_generator(config_path: str | Path) -> dict[str, Any]:
-    """`star train generator`: a stage-2(b) config (it names `init_from`) fine-tunes on speech; else stage 2(a)."""
+    """`star train generator`: a stage-2(b) config (it names a `bridge`) fine-tunes on speech; else stage 2(a)."""
     from star.train.generator_task import train_generator
 
     data = json.loads(Path(config_path).read_text())
-    return finetune_speech(config_path) if "init_from" in data else train_generator(config_path)
+    return finetune_speech(config_path) if "bridge" in data else train_generator(config_path)
 
 
 def main(argv: list[str] | None = None) -> None:
