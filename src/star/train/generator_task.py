@@ -295,8 +295,8 @@ class GeneratorTask:
                          **batch.get("cond_inputs", {}))
         return {"loss": loss}
 
-    def evaluate(self, model: FlowMatching) -> dict[str, float]:
-        """Validation flow loss at fixed t with fixed noise and crops: comparable across evaluations."""
+    def eval_batches(self) -> list[dict[str, torch.Tensor]]:
+        """The validation batches, with fixed crops, conditions and noise (built once)."""
         if self._eval_batches is None:
             g = torch.Generator().manual_seed(1234)
             self._eval_batches = []
@@ -305,10 +305,14 @@ class GeneratorTask:
                 batch = self.make_batch(self.eval_items[i : i + bs], None)
                 batch["noise"] = torch.randn(batch["mel"].shape, generator=g)
                 self._eval_batches.append(batch)
+        return self._eval_batches
+
+    def evaluate(self, model: FlowMatching) -> dict[str, float]:
+        """Validation flow loss at fixed t with fixed noise and crops: comparable across evaluations."""
         out = {}
         for t in self.cfg.eval_times:
             total, weight = 0.0, 0
-            for batch in self._eval_batches:
+            for batch in self.eval_batches():
                 b = batch["mel"].shape[0]
                 with self._autocast():
                     loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"],
