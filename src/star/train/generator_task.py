@@ -336,6 +336,17 @@ def init_config(folder: str | Path) -> GeneratorConfig:
     return GeneratorConfig.load(path)
 
 
+def build_task(cfg: GeneratorTaskConfig, out_dir: str | Path, task_class: type[GeneratorTask] = GeneratorTask
+               ) -> GeneratorTask:
+    """The task for `cfg`, its model starting from `cfg.init_from` (config and weights) when set."""
+    if cfg.init_from:
+        cfg.model = init_config(cfg.init_from)
+    task = task_class(cfg, out_dir=out_dir)
+    if cfg.init_from:
+        load_weights(task.model, cfg.init_from, "generator")
+    return task
+
+
 def train_generator(
     config_path: str | Path, out_dir: str | Path | None = None, manifest: str | None = None,
     shards: str | None = None,
@@ -353,11 +364,7 @@ def train_generator(
         cfg.manifest, cfg.shards = "", shards
     out = Path(out_dir or cfg.out_dir)
     torch.set_num_threads(cfg.train.threads)
-    if cfg.init_from:
-        cfg.model = init_config(cfg.init_from)
-    task = GeneratorTask(cfg, out_dir=out)
-    if cfg.init_from:
-        load_weights(task.model, cfg.init_from, "generator")
+    task = build_task(cfg, out)
     if int(os.environ.get("RANK", "0")) == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "task_config.json")  # with the data statistics filled in

@@ -30,9 +30,8 @@ from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.errors import StarError
 from star.generator import FlowMatching, save_generator
-from star.train.generator_task import GeneratorTask, GeneratorTaskConfig, init_config
+from star.train.generator_task import GeneratorTask, GeneratorTaskConfig, build_task
 from star.train.trainer import TrainConfig, Trainer
-from star.weights import load_weights
 
 
 @dataclass
@@ -171,14 +170,13 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     """Stage 2(b): start from the stage-2(a) weights and train on spoken-prompt conditions (resumable)."""
     cfg = SpeechFinetuneConfig.load(config_path)
     task_cfg = GeneratorTaskConfig.load(cfg.generator)
-    init = Path(cfg.init_from)
-    task_cfg.model = init_config(init)  # same shape and data statistics as stage 2a
-    task_cfg.init_from = ""  # loaded below, after the task exists
+    if not cfg.init_from:
+        raise StarError("stage 2(b) needs init_from: a stage-2(a) generator folder (train stage 2a first)")
+    task_cfg.init_from = cfg.init_from  # stage 2a's weights, shape and data statistics
     task_cfg.train = cfg.train
     torch.set_num_threads(cfg.train.threads)
     out = Path(cfg.out_dir)
-    task = (ProjectionTunedTask if cfg.train_projection else GeneratorTask)(task_cfg, out_dir=out)
-    load_weights(task.model, init, "generator")
+    task = build_task(task_cfg, out, ProjectionTunedTask if cfg.train_projection else GeneratorTask)
 
     prompts = read_manifest(cfg.prompts)  # speech paths resolved against the manifest's folder
     # The cache is only valid for this bridge's weights and these prompts: a retrained bridge re-encodes.
