@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=None, help="training corpus (for ATTRIBUTION.md)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--shift", type=float, default=1.0, help="sampling time shift (> 1: more steps near noise)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -77,7 +78,7 @@ def main() -> None:
         extra["vocoder"] = "griffin-lim"
     if args.corpus is not None:
         write_attribution(args.corpus, args.out)
-    PipelineConfig(steps=args.steps, cfg=args.cfg, extra=extra).save(args.out / "pipeline.json")
+    PipelineConfig(steps=args.steps, cfg=args.cfg, shift=args.shift, extra=extra).save(args.out / "pipeline.json")
     print(json.dumps({k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}))
 
 

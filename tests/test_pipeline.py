@@ -48,6 +48,18 @@ def test_seed_determinism_and_variation(pipe):
     assert not np.allclose(a, c)
 
 
+def test_time_shift_setting_reaches_the_sampler(pipe):
+    old = pipe.cfg.shift
+    try:
+        pipe.cfg.shift = 1.0
+        a, _ = pipe.generate(text="rain falls", seconds=1.0, steps=2, seed=3)
+        pipe.cfg.shift = 3.0
+        b, _ = pipe.generate(text="rain falls", seconds=1.0, steps=2, seed=3)
+    finally:
+        pipe.cfg.shift = old
+    assert not np.allclose(a, b)  # the steps land elsewhere, so the same noise ends elsewhere
+
+
 def test_array_input_matches_file_input(pipe):
     path = EXAMPLES / "rooster_crowing_ked.wav"
     data, rate = sf.read(path, dtype="float32")

@@ -49,6 +49,9 @@ class PipelineConfig(JsonConfig):
     steps: int = 8
     cfg: float = 3.0
     sampler: str = "euler"
+    # Sampling time shift (SD3's): > 1 spends more of the steps near the noise end, where the spectral
+    # envelope is decided (3 gives better accuracy, KL and FD at 8 steps: docs/GENERATOR.md, STEPS.md).
+    shift: float = 1.0
     # Generator arithmetic: "bf16" (about 1.5x faster where the CPU has AMX or AVX512-BF16), "fp32", or
     # "auto" = bf16 exactly when the CPU has those instructions (elsewhere emulated bf16 is slower).
     precision: str = "auto"
@@ -181,7 +184,8 @@ class Pipeline:
         frames = self.parts.mel_config.frames(seconds)
         with torch.no_grad():
             mel = generator.sample(tokens, mask, frames, steps=steps, cfg=guidance,
-                                   method=self.cfg.sampler, generator=rng, bf16=self.bf16)
+                                   method=self.cfg.sampler, shift=self.cfg.shift, generator=rng,
+                                   bf16=self.bf16)
             t2 = time.perf_counter()
             wav = self.parts.vocoder(mel)[0].numpy()
         t3 = time.perf_counter()

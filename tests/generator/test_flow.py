@@ -174,3 +174,11 @@ def test_bf16_sampling_stays_close_to_float32():
     b = flow.sample(cond, mask, 40, generator=torch.Generator().manual_seed(0), clamp=False, bf16=True)
     assert b.dtype == torch.float32
     assert ((a - b).norm() / a.norm()) < 0.05
+
+
+@pytest.mark.parametrize("shift", [0.0, -1.0])
+def test_time_shift_must_be_positive(shift):
+    flow = _flow(LinearField())
+    cond, mask = _cond()
+    with pytest.raises(StarError, match="shift"):
+        flow.sample(cond, mask, 4, steps=2, cfg=1.0, shift=shift)

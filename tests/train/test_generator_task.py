@@ -105,6 +105,29 @@ def test_read_manifest_resolves_paths_and_checks_keys(tmp_path):
         read_manifest(tmp_path / "missing.jsonl")
 
 
+def test_augmentation_changes_training_batches_only(tmp_path):
+    cfg = task_config(make_manifest(tmp_path / "data"), tmp_path / "run")
+    cfg.gain_db, cfg.roll_single = 6.0, True
+    task = GeneratorTask(cfg)
+    lo = task.model.cfg.mel_min
+    mel = torch.full((64, 100), lo)
+    mel[:, 10:30] = torch.linspace(-6.0, -2.0, 64)[:, None]  # a sound, then digital silence
+    rng = np.random.default_rng(0)
+    scene = task.augment(mel, {"kind": "sequence"}, rng)
+    sound = mel > lo
+    delta = scene[sound] - mel[sound]
+    assert (scene[~sound] == lo).all()  # silence stays silent
+    assert 0 < delta.abs().max() <= 6.0 * np.log(10) / 20 + 1e-5 and torch.allclose(delta, delta[0])
+    assert torch.equal(scene > lo, sound)  # a scene keeps its timing
+    moved = [task.augment(mel, {"kind": "single"}, rng) > lo for _ in range(5)]
+    assert any(not torch.equal(m, sound) for m in moved)  # a single event may move in time...
+    assert all(int(m.sum()) == int(sound.sum()) for m in moved)  # ...whole
+    items = task.train_items[:2]
+    fixed = task.make_batch(items, None)["mel"]  # evaluation batches are never augmented
+    assert torch.equal(fixed, task.make_batch(items, None)["mel"])
+    assert not torch.equal(fixed, task.make_batch(items, np.random.default_rng(1))["mel"])
+
+
 def test_crop_keeps_the_events():
     rng = np.random.default_rng(0)
     fps = 62.5
@@ -195,6 +218,19 @@ def test_init_from_continues_a_released_generator(tmp_path):
     for (name, a), b in zip(released.state_dict().items(), continued.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name  # one step at lr ~0 from the released weights
 
+    # The objective may change on a continued run; the shape may not.
+    cfg.init_overrides = {"t_logit_mean": 0.8, "cond_drop": 0.1}
+    cfg.save(tmp_path / "shifted.json")
+    train_generator(tmp_path / "shifted.json", tmp_path / "shifted")
+    shifted = load_generator(tmp_path / "shifted" / "last").cfg
+    assert (shifted.t_logit_mean, shifted.cond_drop) == (0.8, 0.1)
+    assert {**shifted.to_dict(), "t_logit_mean": 0.0, "cond_drop": released.cfg.cond_drop} == released.cfg.to_dict()
+    cfg.init_overrides = {"dim": 32}
+    cfg.save(tmp_path / "reshaped.json")
+    with pytest.raises(StarError, match="cannot change dim"):
+        train_generator(tmp_path / "reshaped.json", tmp_path / "reshaped")
+
+    cfg.init_overrides = {}
     cfg.init_from = str(tmp_path / "nowhere")
     cfg.save(tmp_path / "bad.json")
     with pytest.raises(StarError, match="init_from"):

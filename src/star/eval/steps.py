@@ -1,12 +1,13 @@
 """Quality against sampler steps: regenerates docs/STEPS.md.
 
     python -m star.eval.steps --festival runs/data/esc10_festival/prompts.jsonl --out docs/STEPS.md \
-        [--model DIR] [--steps 1 2 4 8 16] [--methods euler heun] [--limit 40]
+        [--model DIR] [--steps 1 2 4 8 16] [--methods euler heun] [--shifts 1 3] [--limit 40]
 
 Each (sampler, steps) setting generates the same held-out prompts end to end with the same seeds and is
 scored by `star.eval.evaluator.run_eval` (event accuracy, KL, FD against the prompts' real clips) and
 timed (median wall time of the generator per clip, from the pipeline's own timings). Heun makes two
 network calls per step (one on its last step), so compare settings by "network calls", not by steps.
+The time shift (SD3's) moves the steps towards the noise end: shift 3 puts half of 8 steps above t = 0.75.
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ def network_calls(method: str, steps: int) -> int:
 def sweep(
     festival: Path,
     runs: Path,
-    settings: list[tuple[str, int]],
+    settings: list[tuple[str, int, float]],
     *,
     model: Path | None = None,
     limit: int = 40,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """One E2E evaluation per (method, steps); rows with the scores of all prompts and the timing."""
+    """One E2E evaluation per (method, steps, shift); rows with the scores of all prompts and the timing."""
     from star.eval.classifier import EventClassifier
     from star.eval.evaluator import CachedClassifier, run_eval
     from star.pipeline import Pipeline
@@ -53,14 +54,14 @@ def sweep(
     pipe = Pipeline.from_pretrained(model)
     classifier = CachedClassifier(EventClassifier.load())
     rows = []
-    for method, steps in settings:
-        pipe.cfg.sampler = method
+    for method, steps, shift in settings:
+        pipe.cfg.sampler, pipe.cfg.shift = method, shift
         generator_s = []
         timed = _TimedPipeline(pipe, generator_s)
-        scores = run_eval(festival, runs / f"{method}_{steps}", mode="e2e", limit=limit, steps=steps,
-                          seed=seed, pipe=timed, classifier=classifier, reference_rows=False)
+        scores = run_eval(festival, runs / f"{method}_{steps}_shift{shift:g}", mode="e2e", limit=limit,
+                          steps=steps, seed=seed, pipe=timed, classifier=classifier, reference_rows=False)
         row = next(r for r in scores["rows"] if r["system"] == "e2e" and r["group"] == "all")
-        rows.append({"method": method, "steps": steps, "calls": network_calls(method, steps),
+        rows.append({"method": method, "steps": steps, "shift": shift, "calls": network_calls(method, steps),
                      "generator_median_s": float(np.median(generator_s)), **row})
     return rows
 
@@ -95,13 +96,14 @@ def format_page(rows: list[dict[str, Any]], command: str, load: tuple[float, flo
         "",
         measured,
         "",
-        "| sampler | steps | calls | event acc. ↑ | KL ↓ | FD ↓ | both present ↑ | generator s (median) | most common top-1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        ("| sampler | steps | shift | calls | event acc. ↑ | KL ↓ | FD ↓ | both present ↑ | generator s (median) "
+         "| most common top-1 |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         top = r.get("most_common_top1")
         lines.append(
-            f"| {r['method']} | {r['steps']} | {r['calls']} | {cell(r.get('event_accuracy'), 2)} "
+            f"| {r['method']} | {r['steps']} | {r['shift']:g} | {r['calls']} | {cell(r.get('event_accuracy'), 2)} "
             f"| {cell(r.get('kl'), 2)} | {cell(r.get('fd'), 1)} | {cell(r.get('both_events_present'), 2)} "
             f"| {cell(r['generator_median_s'], 3)} | {f'{top[0]} ({top[1]})' if top else '–'} |"
         )
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded model)")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--methods", nargs="+", default=["euler", "heun"], choices=["euler", "heun"])
+    parser.add_argument("--shifts", type=float, nargs="+", default=[1.0], help="sampling time shifts (> 0)")
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     command = "python -m star.eval.steps " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     load0 = os.getloadavg()[0]
-    settings = [(m, s) for m in args.methods for s in args.steps]
+    settings = [(m, s, k) for m in args.methods for s in args.steps for k in args.shifts]
     rows = sweep(args.festival, args.runs, settings, model=args.model, limit=args.limit, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(format_page(rows, command, (load0, os.getloadavg()[0])))

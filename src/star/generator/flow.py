@@ -155,6 +155,8 @@ class FlowMatching(nn.Module):
             raise StarError(f"noise must be {(b, self.cfg.n_mels, frames)}, got {tuple(noise.shape)}")
 
         shift = self.cfg.shift if shift is None else float(shift)
+        if not shift > 0:
+            raise StarError(f"time shift must be > 0, got {shift}")
         times = torch.linspace(1.0, 0.0, steps + 1)
         times = (shift * times / (1 + (shift - 1) * times)).tolist()  # SD3's time shift; 1 = uniform
         x = noise.float()

@@ -59,9 +59,17 @@ class GeneratorTaskConfig(JsonConfig):
     train_split: str = "train"
     eval_split: str = "validation"  # falls back to a fixed slice of the training clips when absent
     eval_clips: int = 64
+    # Training-batch augmentation against memorising the few clips of a category (stage 2a has 720 clips):
+    # a random gain in +-gain_db on every clip (digital silence stays silent), and for single-event clips
+    # ("kind": "single") a random circular shift in time; scenes keep their order ("X, then Y").
+    gain_db: float = 0.0
+    roll_single: bool = False
     # A generator folder (generator.safetensors/json) to continue from instead of random weights; its
     # config (and data statistics) replaces `model`. A checkpoint in out_dir still takes precedence.
     init_from: str = ""
+    # With init_from: objective and sampling fields of the model config to change on the loaded config,
+    # e.g. {"t_logit_mean": 0.8}; fields that shape the weights or the data statistics cannot change.
+    init_overrides: dict = field(default_factory=dict)
     eval_times: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     bf16: bool = True  # autocast the backbone (about 2x on CPUs with AMX/AVX512-bf16)
     # Streaming instead of `manifest`: tar shards written by `star data shard`, as a folder, a brace
@@ -248,7 +256,8 @@ class GeneratorTask:
             mel = it["mel"]
             window = min(mel.shape[1], self.max_frames)
             start = crop_start(mel.shape[1], window, it.get("events", []), fps, rng)
-            crops.append(mel[:, start : start + window].float())
+            crop = mel[:, start : start + window].float()
+            crops.append(crop if rng is None else self.augment(crop, it, rng))
         t = max(c.shape[1] for c in crops)
         mel = torch.full((len(items), crops[0].shape[0], t), self.cfg.model.mel_min)  # [b, f, t]
         mask = torch.zeros(len(items), t, dtype=torch.bool)  # [b, t]
@@ -260,6 +269,17 @@ class GeneratorTask:
         if inputs:
             batch["cond_inputs"] = inputs[0]
         return batch
+
+    def augment(self, mel: torch.Tensor, item: dict, rng: np.random.Generator) -> torch.Tensor:
+        """A training crop [f, t] with the configured random gain and (single events) time shift."""
+        lo, hi = self.cfg.model.mel_min, self.cfg.model.mel_max
+        if self.cfg.roll_single and item.get("kind") == "single":
+            mel = torch.roll(mel, int(rng.integers(mel.shape[1])), dims=1)
+        if self.cfg.gain_db:
+            nats = float(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db)) * math.log(10) / 20  # magnitude dB
+            sound = mel > lo + 1e-3
+            mel = torch.where(sound, (mel + nats).clamp(lo, hi), mel)
+        return mel
 
     def batches(self, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
         # Seeded from torch's RNG, which the trainer restores on resume: a resumed run draws new batches.
@@ -336,11 +356,25 @@ def init_config(folder: str | Path) -> GeneratorConfig:
     return GeneratorConfig.load(path)
 
 
+# The GeneratorConfig fields a continued run may change: they steer training or sampling, not weight shapes.
+OVERRIDABLE = ("cond_drop", "t_logit_mean", "t_logit_std", "steps", "cfg", "method", "shift")
+
+
+def apply_overrides(model: GeneratorConfig, overrides: dict) -> GeneratorConfig:
+    """`model` with `overrides` applied; StarError names any field outside OVERRIDABLE."""
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise StarError(f"init_overrides cannot change {', '.join(bad)}; allowed: {', '.join(OVERRIDABLE)}")
+    return GeneratorConfig.from_dict({**model.to_dict(), **overrides})
+
+
 def build_task(cfg: GeneratorTaskConfig, out_dir: str | Path, task_class: type[GeneratorTask] = GeneratorTask
                ) -> GeneratorTask:
     """The task for `cfg`, its model starting from `cfg.init_from` (config and weights) when set."""
+    if cfg.init_overrides and not cfg.init_from:
+        raise StarError("init_overrides needs init_from (without it, set the fields in model)")
     if cfg.init_from:
-        cfg.model = init_config(cfg.init_from)
+        cfg.model = apply_overrides(init_config(cfg.init_from), cfg.init_overrides)
     task = task_class(cfg, out_dir=out_dir)
     if cfg.init_from:
         load_weights(task.model, cfg.init_from, "generator")
