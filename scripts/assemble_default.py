@@ -24,12 +24,21 @@ from star.pipeline import PipelineConfig
 from star.weights import compact_state
 
 
+def unlinked(path: Path) -> Path:
+    """`path`, with a symbolic link there removed first: writing must never go through a link into its target."""
+    if path.is_symlink():
+        path.unlink()
+    return path
+
+
 def copy_weights(src: Path, dst: Path, name: str, storage: str = "float16") -> int:
     """Copy `name.safetensors` (big float tensors stored compactly) and `name.json`; returns bytes written."""
+    if dst.resolve() == src.resolve():  # e.g. --out is, or links to, an input folder
+        raise SystemExit(f"{dst} is the input folder {src}: assemble into a new folder")
     state = compact_state(load_file(str(src / f"{name}.safetensors")), storage)
     dst.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(dst / f"{name}.safetensors"))
-    shutil.copy(src / f"{name}.json", dst / f"{name}.json")
+    save_file(state, str(unlinked(dst / f"{name}.safetensors")))
+    shutil.copy(src / f"{name}.json", unlinked(dst / f"{name}.json"))
     return (dst / f"{name}.safetensors").stat().st_size
 
 
@@ -48,7 +57,7 @@ def write_attribution(corpus: Path, out: Path) -> None:
     ]
     lines += [f"| {r['filename']} | {r['category']} | {r['author']} | {r['freesound_id']} | {r['license']} |"
               for r in rows]
-    (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
+    unlinked(out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -78,7 +87,7 @@ def main() -> None:
         extra["vocoder"] = "griffin-lim"
     if args.corpus is not None:
         write_attribution(args.corpus, args.out)
-    PipelineConfig(steps=args.steps, cfg=args.cfg, shift=args.shift, extra=extra).save(args.out / "pipeline.json")
+    PipelineConfig(steps=args.steps, cfg=args.cfg, shift=args.shift, extra=extra).save(unlinked(args.out / "pipeline.json"))
     print(json.dumps({k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}))
 
 

@@ -65,14 +65,19 @@ def _expand_compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(module: torch.nn.Module, folder: str | Path, name: str) -> torch.nn.Module:
-    """Load `folder/name.safetensors` into `module`, failing clearly on missing keys or shape mismatch."""
+def load_weights(module: torch.nn.Module, folder: str | Path, name: str, new: tuple[str, ...] = ()
+                 ) -> torch.nn.Module:
+    """Load `folder/name.safetensors` into `module`, failing clearly on missing keys or shape mismatch.
+
+    Keys starting with a prefix in `new` may be missing: layers added to a trained model keep their
+    initialisation.
+    """
     path = Path(folder) / f"{name}.safetensors"
     if not path.is_file():
         raise StarError(f"missing weights file {path}")
     state = _expand_compact(load_file(str(path)))
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(new))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
@@ -87,7 +92,7 @@ def load_weights(module: torch.nn.Module, folder: str | Path, name: str) -> torc
                                               for k in wrong[:5])
             )
         raise StarError(f"{path} does not fit its config: " + "; ".join(details))
-    module.load_state_dict(state)
+    module.load_state_dict(state, strict=not new)
     return module
 
 

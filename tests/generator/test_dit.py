@@ -70,6 +70,28 @@ def test_batch_matches_single(cfg):
         torch.testing.assert_close(one, full[i : i + 1], atol=1e-4, rtol=1e-4)
 
 
+def test_frame_head_shapes_padding_and_identity_start():
+    cfg = tiny_config(frame_head=5)
+    model = randomize(DiT(cfg)).eval()
+    assert model(*_inputs(t=39)).shape == (2, 64, 39)  # the head works per frame, any length
+    x, t, cond, mask = _inputs(t=40)
+    ref = model(x, t, cond, mask)
+    assert torch.isfinite(ref).all()
+    padded = torch.cat([x, torch.randn(2, 64, 24) * 50], dim=-1)  # the kernel reaches into the padding
+    x_mask = torch.zeros(2, 64, dtype=torch.bool)
+    x_mask[:, :40] = True
+    torch.testing.assert_close(model(padded, t, cond, mask, x_mask)[..., :40], ref, atol=1e-4, rtol=1e-4)
+    # a fresh head (zero last layer) leaves a trained backbone's prediction unchanged; a trained one does not
+    plain = DiT(tiny_config()).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert not torch.allclose(plain(x, t, cond, mask), ref, atol=1e-3)
+    headed = DiT(cfg).eval()
+    headed.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(headed(x, t, cond, mask), plain(x, t, cond, mask))
+    with pytest.raises(StarError, match="frame_head"):
+        tiny_config(frame_head=4).validate()
+
+
 def test_invalid_configs():
     with pytest.raises(StarError):
         DiT(tiny_config(depth=3))

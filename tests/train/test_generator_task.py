@@ -22,6 +22,7 @@ from star.train.generator_task import (
     GeneratorTask,
     GeneratorTaskConfig,
     TextCondition,
+    add_power,
     crop_start,
     read_manifest,
     train_generator,
@@ -128,6 +129,38 @@ def test_augmentation_changes_training_batches_only(tmp_path):
     assert not torch.equal(fixed, task.make_batch(items, np.random.default_rng(1))["mel"])
 
 
+def test_mix_same_overlays_a_clip_of_the_same_category(tmp_path):
+    cfg = task_config(make_manifest(tmp_path / "data"), tmp_path / "run")
+    cfg.mix_same = 1.0
+    task = GeneratorTask(cfg)
+    lo = task.model.cfg.mel_min
+    quiet = torch.full((64, 50), lo)
+    quiet[:, :10] = -4.0
+    loud = torch.full((64, 80), -2.0)
+    dog = {"kind": "single", "events": [{"category": "dog"}], "mel": quiet}
+    task.same_category = {"dog": [dog, {"kind": "single", "events": [{"category": "dog"}], "mel": loud}],
+                          "rain": [{"mel": torch.full((64, 50), 3.0)}]}
+    rng = np.random.default_rng(0)
+    mixes = [task.augment(quiet, dog, rng) for _ in range(20)]
+    for mixed in mixes:
+        assert mixed.shape == quiet.shape and (mixed >= quiet - 1e-5).all()  # adding a sound never removes one
+        assert mixed.max() < 0.0  # never the other category's (rain's) level
+    heard = [bool((m[:, 10:] > lo).all()) for m in mixes]
+    assert any(heard) and not all(heard)  # the partner is itself or the loud dog, drawn at random
+    # power sum: two equal sounds are 2x the power; silence plus silence stays digital silence
+    both = torch.tensor([[-3.0, lo]])
+    assert torch.allclose(add_power(both, both, lo), torch.tensor([[-3.0 + float(np.log(2.0)), lo]]))
+    scene = {"kind": "sequence", "events": [{"category": "dog"}], "mel": quiet}
+    assert torch.equal(task.augment(quiet, scene, rng), quiet)  # scenes are never mixed
+
+
+def test_mix_same_is_refused_for_streamed_shards(tmp_path):
+    cfg = task_config(make_manifest(tmp_path / "data"), tmp_path / "run")
+    cfg.manifest, cfg.shards, cfg.mix_same = "", str(tmp_path / "none"), 0.5
+    with pytest.raises(StarError, match="mix_same needs a manifest"):
+        GeneratorTask(cfg)
+
+
 def test_crop_keeps_the_events():
     rng = np.random.default_rng(0)
     fps = 62.5
@@ -225,6 +258,17 @@ def test_init_from_continues_a_released_generator(tmp_path):
     shifted = load_generator(tmp_path / "shifted" / "last").cfg
     assert (shifted.t_logit_mean, shifted.cond_drop) == (0.8, 0.1)
     assert {**shifted.to_dict(), "t_logit_mean": 0.0, "cond_drop": released.cfg.cond_drop} == released.cfg.to_dict()
+    # A frame head may be added: it starts as the identity, so the loaded weights keep their meaning.
+    cfg.init_overrides = {"frame_head": 3}
+    cfg.save(tmp_path / "headed.json")
+    train_generator(tmp_path / "headed.json", tmp_path / "headed")
+    headed = load_generator(tmp_path / "headed" / "last")
+    assert headed.cfg.frame_head == 3 and headed.backbone.frame_head is not None
+    cfg.init_from = str(tmp_path / "headed" / "last")
+    cfg.save(tmp_path / "twice.json")
+    with pytest.raises(StarError, match="has frame_head=3"):
+        train_generator(tmp_path / "twice.json", tmp_path / "twice")
+    cfg.init_from = str(first / "last")
     cfg.init_overrides = {"dim": 32}
     cfg.save(tmp_path / "reshaped.json")
     with pytest.raises(StarError, match="cannot change dim"):

@@ -38,6 +38,10 @@ class GeneratorConfig(JsonConfig):
     heads: int = 4
     mlp_ratio: float = 3.0
     cond_dim: int = 384
+    # Odd kernel (frames) of a convolutional per-frame output head; 0 = none. The transformer predicts whole
+    # 4-frame patches; this head refines every frame from the noisy input, the patch prediction and
+    # per-frame features, across patch borders (steady textures need smooth frame-to-frame structure).
+    frame_head: int = 0
     # objective
     cond_drop: float = 0.2  # probability of replacing the condition by the null token (for CFG)
     t_logit_mean: float = 0.0  # logit-normal training time distribution
@@ -62,6 +66,8 @@ class GeneratorConfig(JsonConfig):
             raise StarError(f"generator dim {self.dim} must split into {self.heads} heads of even size")
         if self.depth < 2 or self.depth % 2:
             raise StarError("generator depth must be even (U-skips pair block i with block depth-1-i)")
+        if self.frame_head < 0 or (self.frame_head and self.frame_head % 2 == 0):
+            raise StarError(f"generator frame_head must be 0 or an odd kernel size, got {self.frame_head}")
         for name in ("mel_mean", "mel_std"):
             values = getattr(self, name)
             if values and len(values) != self.n_mels:
@@ -166,6 +172,37 @@ class DiTBlock(nn.Module):
         return x
 
 
+class FrameHead(nn.Module):
+    """A residual convolution over frames on the patch output; starts as the identity (zero last layer).
+
+    Inputs are zeroed on padded frames, so padding cannot change the real frames' output.
+    """
+
+    def __init__(self, dim: int, patch: int, n_mels: int, kernel: int, channels: int = 32, hidden: int = 128):
+        super().__init__()
+        self.patch, self.channels = patch, channels
+        self.features = nn.Linear(dim, patch * channels)  # per-frame features of each patch token
+        self.conv_in = nn.Conv1d(2 * n_mels + channels, hidden, kernel, padding=kernel // 2)
+        self.conv_out = nn.Conv1d(hidden, n_mels, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, coarse: torch.Tensor, mask: torch.Tensor | None):
+        """h [b, l, d] last hidden state, x [b, f, t] noisy input, coarse [b, f, t] patch output, mask [b, t]."""
+        b, length, _ = h.shape
+        t = x.shape[-1]
+        feats = self.features(h).view(b, length, self.patch, self.channels)
+        feats = feats.permute(0, 3, 1, 2).reshape(b, self.channels, length * self.patch)[:, :, :t]  # [b, C, t]
+        inputs = torch.cat([x.to(feats.dtype), coarse.to(feats.dtype), feats], dim=1)
+        hidden = F.gelu(self.conv_in(self._masked(inputs, mask)), approximate="tanh")
+        return coarse + self.conv_out(self._masked(hidden, mask))
+
+    @staticmethod
+    def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Padded frames as zeros, exactly what the convolution's own zero padding gives an unpadded clip."""
+        return x if mask is None else torch.where(mask[:, None, :], x, torch.zeros((), dtype=x.dtype))
+
+
 class DiT(nn.Module):
     """velocity = DiT(x [b, f, t], time [b], cond [b, n, c], cond_mask [b, n], x_mask [b, t] | None)."""
 
@@ -188,6 +225,7 @@ class DiT(nn.Module):
         for layer in (self.ada_out, self.patch_out):  # the untrained model predicts zero velocity
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.frame_head = FrameHead(d, p, f, cfg.frame_head) if cfg.frame_head else None
 
     def forward(
         self,
@@ -201,6 +239,7 @@ class DiT(nn.Module):
         b, f, t = x.shape
         p = cfg.patch
         length = -(-t // p)
+        frames_in, frames_mask = x, x_mask
         x = F.pad(x, (0, length * p - t))  # [b, f, l*p]
         dtype = self.patch_in.weight.dtype  # float32, or bfloat16 for a bf16 inference copy
         x, cond = x.to(dtype), cond.to(dtype)
@@ -231,6 +270,9 @@ class DiT(nn.Module):
                 skips.append(h)
 
         shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
-        out = self.patch_out(modulate(self.norm_out(h), shift, scale))  # [b, l, p*f]
-        out = out.view(b, length, p, f).permute(0, 3, 1, 2).reshape(b, f, length * p)
-        return out[:, :, :t]
+        h = modulate(self.norm_out(h), shift, scale)
+        out = self.patch_out(h)  # [b, l, p*f]
+        out = out.view(b, length, p, f).permute(0, 3, 1, 2).reshape(b, f, length * p)[:, :, :t]
+        if self.frame_head is not None:
+            out = self.frame_head(h, frames_in, out, frames_mask)
+        return out

@@ -64,6 +64,11 @@ class GeneratorTaskConfig(JsonConfig):
     # ("kind": "single") a random circular shift in time; scenes keep their order ("X, then Y").
     gain_db: float = 0.0
     roll_single: bool = False
+    # Probability that a single-event clip is overlaid with another training clip of the same category
+    # (power sum, the partner shifted in time and 0-6 dB quieter): new examples of a category, where the
+    # caption stays true ("a dog barks" over two dogs), so the model cannot recognise a clip from its noisy
+    # version alone and has to read the caption. Needs a manifest (not shards).
+    mix_same: float = 0.0
     # A generator folder (generator.safetensors/json) to continue from instead of random weights; its
     # config (and data statistics) replaces `model`. A checkpoint in out_dir still takes precedence.
     init_from: str = ""
@@ -162,6 +167,23 @@ def _event_time(event: dict, key: str) -> float | None:
     return None
 
 
+def single_category(item: dict) -> str:
+    """The category of a single-event clip ("kind": "single"), else ""."""
+    events = item.get("events") or []
+    if item.get("kind") != "single" or not events or not isinstance(events[0], dict):
+        return ""
+    return str(events[0].get("category", ""))
+
+
+def add_power(a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
+    """log(exp(a) + exp(b)) of two log-mels [f, t]: the expected log-mel of the two sounds played together.
+
+    Digital silence (at `floor`) adds no power, so where both are silent the result stays at `floor`.
+    """
+    power = sum(torch.where(m > floor + 1e-3, m.exp(), 0.0) for m in (a, b))
+    return torch.log(power.clamp(min=math.exp(floor)))
+
+
 # ---- conditions ------------------------------------------------------------------------------
 class TextCondition:
     """Items -> MiniLM token embeddings of one of their captions (random phrasing, or the first if rng is None)."""
@@ -213,6 +235,8 @@ class GeneratorTask:
         if cfg.shards:
             if cfg.manifest:
                 raise StarError("set either manifest or shards in the generator config, not both")
+            if cfg.mix_same:
+                raise StarError("mix_same needs a manifest: streamed shards hold no same-category partners")
             self.stream = ShardSource(cfg)
             self.train_items: list[dict] = []  # streamed, never held
             self.eval_items, stat_mels = self.stream.scan()
@@ -231,6 +255,10 @@ class GeneratorTask:
             pool = held_out or self.train_items
             self.eval_items = pool[:: max(1, len(pool) // cfg.eval_clips)][: cfg.eval_clips]
             stat_mels = [it["mel"] for it in self.train_items]
+        self.same_category: dict[str, list[dict]] = {}
+        for it in self.train_items:
+            if single_category(it):
+                self.same_category.setdefault(single_category(it), []).append(it)
 
         mcfg = cfg.model
         if not mcfg.mel_mean:
@@ -271,10 +299,17 @@ class GeneratorTask:
         return batch
 
     def augment(self, mel: torch.Tensor, item: dict, rng: np.random.Generator) -> torch.Tensor:
-        """A training crop [f, t] with the configured random gain and (single events) time shift."""
+        """A training crop [f, t] with the configured random gain and, for single events, time shift and mix."""
         lo, hi = self.cfg.model.mel_min, self.cfg.model.mel_max
         if self.cfg.roll_single and item.get("kind") == "single":
             mel = torch.roll(mel, int(rng.integers(mel.shape[1])), dims=1)
+        partners = self.same_category.get(single_category(item), [])
+        if self.cfg.mix_same and len(partners) > 1 and rng.random() < self.cfg.mix_same:
+            partner = partners[int(rng.integers(len(partners)))]["mel"].float()
+            partner = torch.roll(partner, int(rng.integers(partner.shape[1])), dims=1)
+            partner = partner.repeat(1, -(-mel.shape[1] // partner.shape[1]))[:, : mel.shape[1]]
+            nats = float(rng.uniform(-6.0, 0.0)) * math.log(10) / 20  # the partner 0-6 dB quieter
+            mel = add_power(mel, partner + nats, lo).clamp(lo, hi)
         if self.cfg.gain_db:
             nats = float(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db)) * math.log(10) / 20  # magnitude dB
             sound = mel > lo + 1e-3
@@ -356,15 +391,22 @@ def init_config(folder: str | Path) -> GeneratorConfig:
     return GeneratorConfig.load(path)
 
 
-# The GeneratorConfig fields a continued run may change: they steer training or sampling, not weight shapes.
+# The GeneratorConfig fields a continued run may change: they steer training or sampling, not weight shapes...
 OVERRIDABLE = ("cond_drop", "t_logit_mean", "t_logit_std", "steps", "cfg", "method", "shift")
+# ...or add a layer that starts as the identity (the loaded weights keep their meaning), by its weights' prefix.
+ADDABLE = {"frame_head": "backbone.frame_head."}
 
 
 def apply_overrides(model: GeneratorConfig, overrides: dict) -> GeneratorConfig:
     """`model` with `overrides` applied; StarError names any field outside OVERRIDABLE."""
-    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    allowed = (*OVERRIDABLE, *ADDABLE)
+    bad = sorted(set(overrides) - set(allowed))
     if bad:
-        raise StarError(f"init_overrides cannot change {', '.join(bad)}; allowed: {', '.join(OVERRIDABLE)}")
+        raise StarError(f"init_overrides cannot change {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    for name in set(overrides) & set(ADDABLE):
+        if getattr(model, name):
+            raise StarError(f"init_overrides can add {name} to a generator without one; this one has {name}="
+                            f"{getattr(model, name)}")
     return GeneratorConfig.from_dict({**model.to_dict(), **overrides})
 
 
@@ -377,7 +419,8 @@ def build_task(cfg: GeneratorTaskConfig, out_dir: str | Path, task_class: type[G
         cfg.model = apply_overrides(init_config(cfg.init_from), cfg.init_overrides)
     task = task_class(cfg, out_dir=out_dir)
     if cfg.init_from:
-        load_weights(task.model, cfg.init_from, "generator")
+        added = tuple(prefix for name, prefix in ADDABLE.items() if name in cfg.init_overrides)
+        load_weights(task.model, cfg.init_from, "generator", new=added)
     return task
 
 

@@ -173,6 +173,7 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     if not cfg.init_from:
         raise StarError("stage 2(b) needs init_from: a stage-2(a) generator folder (train stage 2a first)")
     task_cfg.init_from = cfg.init_from  # stage 2a's weights, shape and data statistics
+    task_cfg.init_overrides = {}  # were applied when stage 2a started; its saved config already holds them
     task_cfg.train = cfg.train
     torch.set_num_threads(cfg.train.threads)
     out = Path(cfg.out_dir)
