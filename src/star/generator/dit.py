@@ -4,6 +4,7 @@ Each token is `patch` consecutive frames x `n_mels` bins flattened. Blocks: self
 positions (relative, so any length 1-10 s works) + AdaLN-zero modulation from the timestep and the
 pooled condition; cross-attention to the condition tokens (bool mask, True = real token); an MLP.
 Long skip connections join block i with block depth-1-i (U-skips, as in the STAR paper's DiT).
+An optional per-frame head (`frame_head`) refines the patch output frame by frame with two convolutions.
 
 The backbone predicts a velocity; the objective and the sampler live in `star.generator.flow`.
 
