@@ -22,8 +22,8 @@ from star.train.generator_task import (
     GeneratorTask,
     GeneratorTaskConfig,
     TextCondition,
-    add_power,
     crop_start,
+    mix_log_mels,
     read_manifest,
     train_generator,
 )
@@ -147,9 +147,9 @@ def test_mix_same_overlays_a_clip_of_the_same_category(tmp_path):
         assert mixed.max() < 0.0  # never the other category's (rain's) level
     heard = [bool((m[:, 10:] > lo).all()) for m in mixes]
     assert any(heard) and not all(heard)  # the partner is itself or the loud dog, drawn at random
-    # power sum: two equal sounds are 2x the power; silence plus silence stays digital silence
+    # two equal sounds sum to twice the magnitude; silence plus silence stays digital silence
     both = torch.tensor([[-3.0, lo]])
-    assert torch.allclose(add_power(both, both, lo), torch.tensor([[-3.0 + float(np.log(2.0)), lo]]))
+    assert torch.allclose(mix_log_mels(both, both, lo), torch.tensor([[-3.0 + float(np.log(2.0)), lo]]))
     scene = {"kind": "sequence", "events": [{"category": "dog"}], "mel": quiet}
     assert torch.equal(task.augment(quiet, scene, rng), quiet)  # scenes are never mixed
 

@@ -65,7 +65,7 @@ class GeneratorTaskConfig(JsonConfig):
     gain_db: float = 0.0
     roll_single: bool = False
     # Probability that a single-event clip is overlaid with another training clip of the same category
-    # (power sum, the partner shifted in time and 0-6 dB quieter): new examples of a category, where the
+    # (mel magnitudes summed, the partner shifted in time and 0-6 dB quieter): new examples of a category, where the
     # caption stays true ("a dog barks" over two dogs), so the model cannot recognise a clip from its noisy
     # version alone and has to read the caption. Needs a manifest (not shards).
     mix_same: float = 0.0
@@ -175,12 +175,21 @@ def single_category(item: dict) -> str:
     return str(events[0].get("category", ""))
 
 
-def add_power(a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
-    """log(exp(a) + exp(b)) of two log-mels [f, t]: the expected log-mel of the two sounds played together.
+NATS_PER_DB = math.log(10) / 20  # a log-mel of magnitudes: +1 dB adds this to every value
 
-    Digital silence (at `floor`) adds no power, so where both are silent the result stays at `floor`.
+
+def sounding(mel: torch.Tensor, floor: float) -> torch.Tensor:
+    """True where a log-mel holds sound, False at digital silence (the log floor)."""
+    return mel > floor + 1e-3
+
+
+def mix_log_mels(a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
+    """log(exp(a) + exp(b)) of two log-mels [f, t]: their mel magnitudes summed, the log-mel of the two
+    sounds played together in phase (uncorrelated sounds add in power, up to 3 dB less where both are loud).
+
+    Digital silence (at `floor`) adds nothing, so where both are silent the result stays at `floor`.
     """
-    power = sum(torch.where(m > floor + 1e-3, m.exp(), 0.0) for m in (a, b))
+    power = sum(torch.where(sounding(m, floor), m.exp(), 0.0) for m in (a, b))
     return torch.log(power.clamp(min=math.exp(floor)))
 
 
@@ -257,8 +266,8 @@ class GeneratorTask:
             stat_mels = [it["mel"] for it in self.train_items]
         self.same_category: dict[str, list[dict]] = {}
         for it in self.train_items:
-            if single_category(it):
-                self.same_category.setdefault(single_category(it), []).append(it)
+            if category := single_category(it):
+                self.same_category.setdefault(category, []).append(it)
 
         mcfg = cfg.model
         if not mcfg.mel_mean:
@@ -303,17 +312,16 @@ class GeneratorTask:
         lo, hi = self.cfg.model.mel_min, self.cfg.model.mel_max
         if self.cfg.roll_single and item.get("kind") == "single":
             mel = torch.roll(mel, int(rng.integers(mel.shape[1])), dims=1)
-        partners = self.same_category.get(single_category(item), [])
-        if self.cfg.mix_same and len(partners) > 1 and rng.random() < self.cfg.mix_same:
+        partners = self.same_category.get(single_category(item), []) if self.cfg.mix_same else []
+        if len(partners) > 1 and rng.random() < self.cfg.mix_same:
             partner = partners[int(rng.integers(len(partners)))]["mel"].float()
             partner = torch.roll(partner, int(rng.integers(partner.shape[1])), dims=1)
             partner = partner.repeat(1, -(-mel.shape[1] // partner.shape[1]))[:, : mel.shape[1]]
-            nats = float(rng.uniform(-6.0, 0.0)) * math.log(10) / 20  # the partner 0-6 dB quieter
-            mel = add_power(mel, partner + nats, lo).clamp(lo, hi)
+            nats = float(rng.uniform(-6.0, 0.0)) * NATS_PER_DB  # the partner 0-6 dB quieter
+            mel = mix_log_mels(mel, partner + nats, lo).clamp(lo, hi)
         if self.cfg.gain_db:
-            nats = float(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db)) * math.log(10) / 20  # magnitude dB
-            sound = mel > lo + 1e-3
-            mel = torch.where(sound, (mel + nats).clamp(lo, hi), mel)
+            nats = float(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db)) * NATS_PER_DB
+            mel = torch.where(sounding(mel, lo), (mel + nats).clamp(lo, hi), mel)
         return mel
 
     def batches(self, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
