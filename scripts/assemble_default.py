@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--shift", type=float, default=1.0, help="sampling time shift (> 1: more steps near noise)")
+    ap.add_argument("--text-cfg", type=float, default=None, help="the text generator's guidance, if different")
+    ap.add_argument("--text-shift", type=float, default=None, help="the text generator's time shift, if different")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -87,7 +89,10 @@ def main() -> None:
         extra["vocoder"] = "griffin-lim"
     if args.corpus is not None:
         write_attribution(args.corpus, args.out)
-    PipelineConfig(steps=args.steps, cfg=args.cfg, shift=args.shift, extra=extra).save(unlinked(args.out / "pipeline.json"))
+    text = {k: v for k, v in {"cfg": args.text_cfg, "shift": args.text_shift}.items() if v is not None}
+    PipelineConfig(steps=args.steps, cfg=args.cfg, shift=args.shift, text_sampling=text, extra=extra).save(
+        unlinked(args.out / "pipeline.json")
+    )
     print(json.dumps({k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}))
 
 

@@ -60,6 +60,28 @@ def test_time_shift_setting_reaches_the_sampler(pipe):
     assert not np.allclose(a, b)  # the steps land elsewhere, so the same noise ends elsewhere
 
 
+def test_text_sampling_applies_to_text_and_cascade_only(pipe, monkeypatch):
+    # A distilled speech generator samples at guidance 1 while the text generator keeps its own.
+    seen = []
+    for gen in {pipe.parts.generator, pipe.parts.text_generator}:
+        original = gen.sample
+        monkeypatch.setattr(gen, "sample", lambda *a, _o=original, **k: seen.append(k["cfg"]) or _o(*a, **k))
+    monkeypatch.setattr(pipe.cfg, "text_sampling", {"cfg": 2.5})
+    pipe.generate(text="rain falls", seconds=1.0, steps=1, seed=0)
+    pipe.generate(speech=EXAMPLES / "dog_barking_ked.wav", seconds=1.0, steps=1, seed=0)
+    pipe.generate(text="rain falls", seconds=1.0, steps=1, cfg=4.0, seed=0)  # the caller's value wins
+    assert seen == [2.5, pipe.cfg.cfg, 4.0]
+
+
+def test_text_sampling_keys_are_checked():
+    from star.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(cfg=1.0, text_sampling={"cfg": 5.0, "shift": 3.0})
+    assert cfg.sampling("text")["cfg"] == 5.0 and cfg.sampling("e2e")["cfg"] == 1.0
+    with pytest.raises(StarError, match="text_sampling cannot set seconds"):
+        PipelineConfig(text_sampling={"seconds": 3.0})
+
+
 def test_array_input_matches_file_input(pipe):
     path = EXAMPLES / "rooster_crowing_ked.wav"
     data, rate = sf.read(path, dtype="float32")

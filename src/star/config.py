@@ -55,3 +55,14 @@ def _all_subclasses(cls: type) -> list[type]:
         out.append(sub)
         out.extend(_all_subclasses(sub))
     return out
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """Parse "K/N" (a command's share of work split over N processes) into (K, N), with 0 <= K < N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise StarError(f"expected K/N for a part, got {text!r}") from None
+    if not 0 <= k < n:
+        raise StarError(f"part {text}: need 0 <= K < N")
+    return k, n

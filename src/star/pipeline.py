@@ -40,6 +40,9 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 
 
+SAMPLING_FIELDS = ("steps", "cfg", "sampler", "shift", "eta")
+
+
 @dataclass
 class PipelineConfig(JsonConfig):
     """What ties the parts of a model folder together (saved as pipeline.json)."""
@@ -52,6 +55,8 @@ class PipelineConfig(JsonConfig):
     # Sampling time shift (SD3's): > 1 spends more of the steps near the noise end, where the spectral
     # envelope is decided (3 gives better accuracy, KL and FD at 8 steps: docs/GENERATOR.md, STEPS.md).
     shift: float = 1.0
+    # Stochastic sampling: fraction of fresh noise mixed in at each Euler step (0 = deterministic ODE).
+    eta: float = 0.0
     # Generator arithmetic: "bf16" (about 1.5x faster where the CPU has AMX or AVX512-BF16), "fp32", or
     # "auto" = bf16 exactly when the CPU has those instructions (elsewhere emulated bf16 is slower).
     precision: str = "auto"
@@ -62,7 +67,21 @@ class PipelineConfig(JsonConfig):
     max_steps: int = 200
     max_cfg: float = 20.0
     loudness_peak_db: float = -1.0
+    # Sampling settings of the text generator (text prompts and the cascade) where they differ from the
+    # ones above, e.g. {"cfg": 5.0, "shift": 3.0} when the speech generator is a distilled student that
+    # samples without guidance (star.train.reflow).
+    text_sampling: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.text_sampling) - set(SAMPLING_FIELDS))
+        if bad:
+            raise StarError(f"text_sampling cannot set {', '.join(bad)}; allowed: {', '.join(SAMPLING_FIELDS)}")
+
+    def sampling(self, generator: str) -> dict[str, Any]:
+        """Default steps, cfg, sampler, shift and eta of the "e2e" (speech) or the "text" generator."""
+        own = {name: getattr(self, name) for name in SAMPLING_FIELDS}
+        return {**own, **self.text_sampling} if generator == "text" else own
 
 
 SpeechInput = str | Path | bytes | tuple[np.ndarray, int]
@@ -171,21 +190,23 @@ class Pipeline:
         mode: str = "e2e",
     ) -> tuple[np.ndarray, int]:
         """Generate audio for a spoken (or written) prompt; returns (float32 mono wav, sample rate)."""
+        which = "e2e" if speech is not None and mode == "e2e" else "text"
+        sampling = self.cfg.sampling(which)
         seconds = self.cfg.seconds if seconds is None else float(seconds)
-        steps = self.cfg.steps if steps is None else int(steps)
-        guidance = self.cfg.cfg if cfg is None else float(cfg)
+        steps = sampling["steps"] if steps is None else int(steps)
+        guidance = sampling["cfg"] if cfg is None else float(cfg)
         check_inputs(self.cfg, speech=speech, text=text, seconds=seconds, steps=steps, guidance=guidance,
                      mode=mode)
         t0 = time.perf_counter()
         tokens, mask, transcript = self.condition(speech=speech, text=text, mode=mode)
         t1 = time.perf_counter()
-        generator = self.parts.generator_for(mode if speech is not None else "text")
+        generator = self.parts.generator_for(which)
         rng = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**31))
         frames = self.parts.mel_config.frames(seconds)
         with torch.no_grad():
             mel = generator.sample(tokens, mask, frames, steps=steps, cfg=guidance,
-                                   method=self.cfg.sampler, shift=self.cfg.shift, generator=rng,
-                                   bf16=self.bf16)
+                                   method=sampling["sampler"], shift=sampling["shift"], generator=rng,
+                                   bf16=self.bf16, eta=sampling["eta"])
             t2 = time.perf_counter()
             wav = self.parts.vocoder(mel)[0].numpy()
         t3 = time.perf_counter()

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from star.bridge.general import TEMPLATES_1, TEMPLATES_2, TEMPLATES_X, general_sentences, teacher_labels
+from star.bridge.general import (
+    TEMPLATES_1,
+    TEMPLATES_2,
+    TEMPLATES_X,
+    coverage_sentences,
+    general_sentences,
+    teacher_labels,
+)
 
 
 def test_general_sentences_are_distinct_deterministic_and_templated():
@@ -18,6 +25,18 @@ def test_general_sentences_are_distinct_deterministic_and_templated():
         assert any(all(part in s for part in shape.split()) for shape in shapes)
     ext = general_sentences(words, 300, seed=0, extended=True)
     assert any(s.startswith("someone is ") for s in ext) and TEMPLATES_X
+
+
+def test_coverage_speaks_every_word_once_per_pass_alone_or_in_pairs():
+    words = [f"w{i}x" for i in range(301)]  # odd count: the last word must still be spoken
+    a = coverage_sentences(words, passes=1, seed=5)
+    assert a == coverage_sentences(words, passes=1, seed=5) and a != coverage_sentences(words, seed=6)
+    spoken = [t for s in a for t in s.split() if t in set(words)]
+    assert sorted(spoken) == sorted(words)  # each word exactly once
+    per_sentence = [sum(t in set(words) for t in s.split()) for s in a]
+    assert set(per_sentence) == {1, 2} and 100 < len(a) < 300
+    twice = coverage_sentences(words, passes=2, seed=5)
+    assert sorted(t for s in twice for t in s.split() if t in set(words)) == sorted(words * 2)
 
 
 def test_teacher_labels_label_negative_or_skip():
@@ -56,3 +75,13 @@ def test_bce_weight_zero_removes_an_items_event_loss(debug_stage_one):
     only_first = model(frames, mask, targets, text, ids, bce_weight=torch.tensor([1.0, 0.0]))["bce"]
     first = model(frames[:1], mask[:1], targets[:1], text[:1], ids[:1])["bce"]
     assert torch.allclose(only_first, first, atol=1e-6)
+
+
+def test_parts_split_work_and_bad_parts_are_refused():
+    from star.config import parse_part
+    from star.errors import StarError
+
+    assert parse_part("1/3") == (1, 3)
+    for bad in ("3/3", "-1/2", "1", "a/b", "1/2/3"):
+        with pytest.raises(StarError):
+            parse_part(bad)

@@ -24,6 +24,13 @@ class LinearField(torch.nn.Module):
         return x.clone()
 
 
+class PointMass(torch.nn.Module):
+    """The exact velocity when all data is the constant 0.5: x_t = (1 - t) 0.5 + t e, so v = (x - 0.5) / t."""
+
+    def forward(self, x, t, cond, cond_mask, x_mask=None):
+        return (x - 0.5) / t[:, None, None]
+
+
 def _cond(b=2, n=4, c=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, n, c, generator=g), torch.ones(b, n, dtype=torch.bool)
@@ -182,3 +189,35 @@ def test_time_shift_must_be_positive(shift):
     cond, mask = _cond()
     with pytest.raises(StarError, match="shift"):
         flow.sample(cond, mask, 4, steps=2, cfg=1.0, shift=shift)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_stochastic_steps_keep_an_exact_field_exact(eta):
+    # Every step's data estimate is the point mass, whatever noise is renewed along the way.
+    flow = _flow(PointMass())
+    cond, mask = _cond()
+    out = flow.sample(cond, mask, 12, steps=6, cfg=1.0, eta=eta, clamp=False, shift=3.0,
+                      generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, torch.full_like(out, 0.5), atol=1e-4, rtol=0)
+
+
+def test_eta_zero_is_euler_and_eta_is_seeded():
+    flow = FlowMatching(tiny_config())
+    randomize(flow).eval()
+    cond, mask = _cond()
+
+    def run(eta, seed=3):
+        return flow.sample(cond, mask, 40, eta=eta, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(run(0.0), flow.sample(cond, mask, 40, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(run(0.7), run(0.7))
+    assert not torch.allclose(run(0.7), run(0.0))
+    assert not torch.allclose(run(0.7), run(0.7, seed=4))
+
+
+@pytest.mark.parametrize(("eta", "method"), [(-0.1, "euler"), (1.5, "euler"), (0.5, "heun")])
+def test_eta_out_of_range_or_with_heun_is_refused(eta, method):
+    flow = _flow(LinearField())
+    cond, mask = _cond()
+    with pytest.raises(StarError, match="eta"):
+        flow.sample(cond, mask, 4, steps=2, cfg=1.0, eta=eta, method=method)

@@ -18,6 +18,8 @@ festival prompts are seen.
         --sentences 1500
     python -m star.bridge.general --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/general2 \
         --sentences 2500 --seed 1 --top 30000 --extended
+    python -m star.bridge.general --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/cover_0 \
+        --cover 1 --top 30000 --seed 2 --part 0/2      # and --part 1/2 --out runs/bridge/cover_1
 writes `out/prompts.jsonl` (train split) and `out/teacher.json` (label counts and thresholds).
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from star.config import parse_part
 from star.errors import StarError
 
 # One-word and two-word neutral carriers: ordinary things people say to an assistant.
@@ -100,6 +103,30 @@ def general_sentences(words: list[str], n: int, seed: int = 0, extended: bool = 
     return list(out)
 
 
+def coverage_sentences(words: list[str], passes: int = 1, seed: int = 0) -> list[str]:
+    """Every word `passes` times, in a shuffled order: half of the words alone in a one-slot template, half
+    in pairs in a two-slot one (of all three template lists). Sampling (`general_sentences`) never hears
+    most of a 25,000-word list; this hears each word, so the bridge can learn what each one means."""
+    if len(words) < 2:
+        raise StarError("need at least two words for the general set")
+    rng = np.random.default_rng(seed)
+    templates = TEMPLATES_1 + TEMPLATES_2 + TEMPLATES_X
+    pairs = tuple(t for t in templates if "{a}" in t and "{b}" in t)
+    singles = tuple(t.replace("{b}", "{a}") for t in templates if t not in pairs)
+    out: list[str] = []  # a sentence may repeat across passes: another voice speaks it
+    for _ in range(passes):
+        order = [words[i] for i in rng.permutation(len(words))]
+        i = 0
+        while i < len(order):
+            if rng.random() < 0.5 or i + 1 == len(order):
+                out.append(singles[int(rng.integers(len(singles)))].format(a=order[i]))
+                i += 1
+            else:
+                out.append(pairs[int(rng.integers(len(pairs)))].format(a=order[i], b=order[i + 1]))
+                i += 2
+    return out
+
+
 def teacher_labels(
     sims: np.ndarray, vocab: list[str], *, min_sim: float = 0.45, margin: float = 0.08, max_neg: float = 0.3
 ) -> list[list[str] | None]:
@@ -128,8 +155,17 @@ def build_general(
     margin: float = 0.08,
     max_neg: float = 0.3,
     extended: bool = False,
+    cover: int = 0,
+    part: tuple[int, int] = (0, 1),
 ) -> Path:
-    """Write `out_dir/prompts.jsonl` (spoken general sentences) and `out_dir/teacher.json`; return the first."""
+    """Write `out_dir/prompts.jsonl` (spoken general sentences) and `out_dir/teacher.json`; return the first.
+
+    `cover` > 0 speaks every word of the list that many times (`coverage_sentences`) instead of
+    `sentences` sampled ones. `part` (k, n) speaks only every n-th sentence from the k-th, so n
+    processes (each with its own `out_dir`) share the work."""
+    k, n_parts = part
+    if not 0 <= k < n_parts:
+        raise StarError(f"part {k}/{n_parts}: need 0 <= k < n")
     from star.bridge.expand import caption_prototypes, speak_rows
     from star.encoders import build_text_encoder
     from star.train.bridge_task import read_manifest, read_vocab
@@ -139,12 +175,21 @@ def build_general(
     rows = read_manifest(manifest)
     vocab = read_vocab(manifest, rows)
     text = build_text_encoder("minilm")
-    texts = general_sentences(frequency_words(top), sentences, seed, extended)
+    words = frequency_words(top)
+    texts = (
+        coverage_sentences(words, cover, seed)
+        if cover
+        else general_sentences(words, sentences, seed, extended)
+    )
+    texts = texts[k::n_parts]
     emb = np.concatenate([text.embed(texts[s : s + 256]).numpy() for s in range(0, len(texts), 256)])
     labels = teacher_labels(
         emb @ caption_prototypes(rows, vocab, text).T, vocab, min_sim=min_sim, margin=margin, max_neg=max_neg
     )
-    lines = speak_rows([(lab or [], t) for lab, t in zip(labels, texts)], out, "g", seed, "general-distillation")
+    prefix = ("c" if cover else "g") + (str(k) if n_parts > 1 else "")
+    lines = speak_rows(
+        [(lab or [], t) for lab, t in zip(labels, texts)], out, prefix, seed + k, "general-distillation"
+    )
     for line, lab in zip(lines, labels):
         line["kind"] = "general"
         if lab is None:
@@ -175,7 +220,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--margin", type=float, default=0.08)
     p.add_argument("--max-neg", type=float, default=0.3)
     p.add_argument("--extended", action="store_true", help="also use the TEMPLATES_X sentence shapes")
+    p.add_argument(
+        "--cover", type=int, default=0, help="speak every word this many times (ignores --sentences)"
+    )
+    p.add_argument(
+        "--part", default="0/1", help="K/N: speak only part K of N (run N processes, one --out each)"
+    )
     a = p.parse_args(argv)
+    try:
+        part = parse_part(a.part)
+    except StarError as exc:
+        raise SystemExit(f"--part: {exc}") from None
     import torch
 
     torch.set_num_threads(1)
@@ -190,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             margin=a.margin,
             max_neg=a.max_neg,
             extended=a.extended,
+            cover=a.cover,
+            part=part,
         )
     )
 

@@ -435,6 +435,7 @@ def run_eval(
         "model": str(getattr(pipe, "folder", None) or model_dir or "default"),
         "steps": int(pipe.cfg.steps if steps is None else steps),
         "cfg": float(pipe.cfg.cfg if cfg is None else cfg),
+        "text_sampling": {} if cfg is not None else dict(getattr(pipe.cfg, "text_sampling", {})),  # the cascade's own
         "seconds": seconds,
         "seed": seed,
         "noise_snr": noise_snr,
@@ -448,8 +449,8 @@ def run_eval(
             m,
             out,
             seconds=seconds,
-            steps=settings["steps"],
-            cfg=settings["cfg"],
+            steps=steps,  # None: each generator's defaults (settings records them)
+            cfg=cfg,
             seed=seed,
             noise_snr=noise_snr,
         )

@@ -14,6 +14,7 @@ Shape legend: b batch, f n_mels, t frames, n condition tokens, c condition dim.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import torch
@@ -126,11 +127,15 @@ class FlowMatching(nn.Module):
         bf16: bool = False,
         clamp: bool = True,
         shift: float | None = None,
+        eta: float = 0.0,
     ) -> torch.Tensor:
         """Integrate noise (t=1) -> data (t=0); returns de-normalised log-mel [b, f, frames].
 
         cond [b, n, c], cond_mask [b, n]; steps/cfg/method/shift default to the config (8, 3.0, euler, 1).
         `shift` > 1 spends more of the steps near t=1, where the layout of events is decided.
+        `eta` in [0, 1] (Euler only) makes each step stochastic: the noise part of the next point is
+        sqrt(1 - eta^2) of the predicted noise plus eta of fresh noise drawn from `generator`; 0 is the
+        deterministic Euler step.
         The result is clamped to the training range [mel_min, mel_max] because guidance overshoots.
         """
         steps = self.cfg.steps if steps is None else int(steps)
@@ -141,6 +146,8 @@ class FlowMatching(nn.Module):
             raise StarError(f"unknown sampler {method!r}; valid: {', '.join(METHODS)}")
         if steps < 1:
             raise StarError(f"steps must be >= 1, got {steps}")
+        if not 0.0 <= eta <= 1.0 or (eta and method != "euler"):
+            raise StarError(f"eta must be in [0, 1] and needs the euler sampler, got {eta} with {method}")
         if frames < 1:
             raise StarError(f"frames must be >= 1, got {frames}")
         b = cond.shape[0]
@@ -167,6 +174,12 @@ class FlowMatching(nn.Module):
                     x1 = x + (t1 - t0) * v0
                     v1 = self.velocity(x1, t1, cond, cond_mask, guidance)
                     x = x + (t1 - t0) * 0.5 * (v0 + v1)
+                elif eta and t1 > 0:
+                    # x_t = (1 - t) x_0 + t e: split the prediction into data and noise estimates and
+                    # renew part of the noise (eta = 0 gives exactly the Euler step below).
+                    x0, e = x - t0 * v0, x + (1 - t0) * v0
+                    fresh = torch.randn(x.shape, generator=generator, device=device)
+                    x = (1 - t1) * x0 + t1 * (math.sqrt(1 - eta**2) * e + eta * fresh)
                 else:
                     x = x + (t1 - t0) * v0
         mel = self.denormalize(x)

@@ -147,10 +147,11 @@ def create_app(pipeline_factory: Callable[[], Any] | None = None, settings: Serv
         opts, speech = await _read_generate(request, settings.max_upload_bytes)
         pipe = request.app.state.worker.pipeline
         cfg = pipe.cfg
+        sampling = cfg.sampling("e2e" if speech is not None and opts.mode == "e2e" else "text")
         check_inputs(cfg, speech=speech, text=opts.text, mode=opts.mode,
                      seconds=cfg.seconds if opts.seconds is None else opts.seconds,
-                     steps=cfg.steps if opts.steps is None else opts.steps,
-                     guidance=cfg.cfg if opts.cfg is None else opts.cfg)
+                     steps=sampling["steps"] if opts.steps is None else opts.steps,
+                     guidance=sampling["cfg"] if opts.cfg is None else opts.cfg)
         wav = None if speech is None else await speech_from(speech, pipe)
         want_heard = format == "json" and wav is not None
 
