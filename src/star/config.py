@@ -57,12 +57,17 @@ def _all_subclasses(cls: type) -> list[type]:
     return out
 
 
+def check_part(k: int, n: int) -> None:
+    """Part K of work split over N processes needs 0 <= K < N."""
+    if not 0 <= k < n:
+        raise StarError(f"part {k}/{n}: need 0 <= K < N")
+
+
 def parse_part(text: str) -> tuple[int, int]:
     """Parse "K/N" (a command's share of work split over N processes) into (K, N), with 0 <= K < N."""
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
         raise StarError(f"expected K/N for a part, got {text!r}") from None
-    if not 0 <= k < n:
-        raise StarError(f"part {text}: need 0 <= K < N")
+    check_part(k, n)
     return k, n

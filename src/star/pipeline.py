@@ -84,6 +84,11 @@ class PipelineConfig(JsonConfig):
         return {**own, **self.text_sampling} if generator == "text" else own
 
 
+def generator_kind(has_speech: bool, mode: str) -> str:
+    """Which generator serves a request: "e2e" (speech-tuned) for speech end to end, else "text"."""
+    return "e2e" if has_speech and mode == "e2e" else "text"
+
+
 SpeechInput = str | Path | bytes | tuple[np.ndarray, int]
 
 
@@ -190,7 +195,7 @@ class Pipeline:
         mode: str = "e2e",
     ) -> tuple[np.ndarray, int]:
         """Generate audio for a spoken (or written) prompt; returns (float32 mono wav, sample rate)."""
-        which = "e2e" if speech is not None and mode == "e2e" else "text"
+        which = generator_kind(speech is not None, mode)
         sampling = self.cfg.sampling(which)
         seconds = self.cfg.seconds if seconds is None else float(seconds)
         steps = sampling["steps"] if steps is None else int(steps)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from star.config import parse_part
+from star.config import check_part, parse_part
 from star.errors import StarError
 
 # One-word and two-word neutral carriers: ordinary things people say to an assistant.
@@ -164,8 +164,7 @@ def build_general(
     `sentences` sampled ones. `part` (k, n) speaks only every n-th sentence from the k-th, so n
     processes (each with its own `out_dir`) share the work."""
     k, n_parts = part
-    if not 0 <= k < n_parts:
-        raise StarError(f"part {k}/{n_parts}: need 0 <= k < n")
+    check_part(k, n_parts)
     from star.bridge.expand import caption_prototypes, speak_rows
     from star.encoders import build_text_encoder
     from star.train.bridge_task import read_manifest, read_vocab

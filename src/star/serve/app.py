@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from star.audio.io import SAMPLE_RATE, load_audio
 from star.errors import AudioError, StarError
-from star.pipeline import check_inputs
+from star.pipeline import check_inputs, generator_kind
 from star.serve.inputs import (
     GenerateOptions,
     HttpError,
@@ -147,7 +147,7 @@ def create_app(pipeline_factory: Callable[[], Any] | None = None, settings: Serv
         opts, speech = await _read_generate(request, settings.max_upload_bytes)
         pipe = request.app.state.worker.pipeline
         cfg = pipe.cfg
-        sampling = cfg.sampling("e2e" if speech is not None and opts.mode == "e2e" else "text")
+        sampling = cfg.sampling(generator_kind(speech is not None, opts.mode))
         check_inputs(cfg, speech=speech, text=opts.text, mode=opts.mode,
                      seconds=cfg.seconds if opts.seconds is None else opts.seconds,
                      steps=sampling["steps"] if opts.steps is None else opts.steps,

@@ -372,22 +372,30 @@ class GeneratorTask:
 
     def evaluate(self, model: FlowMatching) -> dict[str, float]:
         """Validation flow loss at fixed t with fixed noise and crops: comparable across evaluations."""
-        out = {}
-        for t in self.cfg.eval_times:
-            total, weight = 0.0, 0
-            for batch in self.eval_batches():
-                b = batch["mel"].shape[0]
-                with self._autocast():
-                    loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch["mel_mask"],
-                                 t=torch.full((b,), t), noise=batch["noise"], drop=False,
-                                 **batch.get("cond_inputs", {}))
-                total, weight = total + float(loss) * b, weight + b
-            out[f"val_loss_t{t:g}"] = total / weight
-        out["val_loss"] = sum(out.values()) / len(out)
-        return out
+        return fixed_time_losses(model, self.eval_batches(), self.cfg.eval_times, self.cfg.bf16)
 
     def export(self, model: FlowMatching, folder: str | Path) -> None:
         save_generator(model, folder)
+
+
+def fixed_time_losses(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], times: list[float],
+                      bf16: bool) -> dict[str, float]:
+    """Flow loss at each fixed t ("val_loss_t0.5", ...; weighted by batch size) and their mean ("val_loss").
+
+    Each batch holds mel, cond, cond_mask and its own noise; mel_mask and cond_inputs are optional."""
+    out = {}
+    for t in times:
+        total, weight = 0.0, 0
+        for batch in batches:
+            b = batch["mel"].shape[0]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(batch["mel"], batch["cond"], batch["cond_mask"], batch.get("mel_mask"),
+                             t=torch.full((b,), t), noise=batch["noise"], drop=False,
+                             **batch.get("cond_inputs", {}))
+            total, weight = total + float(loss) * b, weight + b
+        out[f"val_loss_t{t:g}"] = total / weight
+    out["val_loss"] = sum(out.values()) / len(out)
+    return out
 
 
 # ---- entry point -----------------------------------------------------------------------------

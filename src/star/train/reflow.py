@@ -26,10 +26,11 @@ import torch
 from tqdm import tqdm
 
 from star.audio.mel import MelConfig
-from star.config import JsonConfig, parse_part
+from star.config import JsonConfig, check_part, parse_part
 from star.data.manifest import read_manifest
 from star.errors import StarError
 from star.generator import FlowMatching, load_generator, save_generator
+from star.train.generator_task import fixed_time_losses
 from star.train.speech_condition import bridge_tokens
 from star.train.trainer import TrainConfig, Trainer
 
@@ -71,8 +72,7 @@ def pick_prompts(cfg: ReflowConfig) -> list[dict]:
 @torch.no_grad()
 def make_pairs(cfg: ReflowConfig, part: int = 0, parts: int = 1) -> Path:
     """Generate this part's pairs with the teacher's slow sampler; writes pairs_dir/pairs-{part}.pt."""
-    if not 0 <= part < parts:
-        raise StarError(f"part {part}/{parts}: need 0 <= part < parts")
+    check_part(part, parts)
     prompts = pick_prompts(cfg)[part::parts]
     tokens, masks = bridge_tokens(prompts, cfg.bridge, cfg.feature_cache)  # [p, q, c] float16, [p, q]
     teacher = load_generator(cfg.teacher)
@@ -138,9 +138,6 @@ class ReflowTask:
         self.model.cfg.cfg, self.model.cfg.shift = 1.0, cfg.student_shift  # guidance is in the targets
         self.model.cfg.steps, self.model.cfg.method = cfg.student_steps, "euler"
 
-    def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16)
-
     def batches(self, rank: int, world: int):
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1000 + rank)
         n = self.train_pairs["mel"].shape[0]
@@ -149,7 +146,7 @@ class ReflowTask:
                 yield {k: v[idx] for k, v in self.train_pairs.items()}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        with self._autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
             loss = model(
                 batch["mel"].float(),
                 batch["cond"].float(),
@@ -162,20 +159,9 @@ class ReflowTask:
     def evaluate(self, model: FlowMatching) -> dict[str, float]:
         """Loss on the held-out pairs at fixed t (their own noise): lower = straighter, better-fitted paths."""
         v = self.val_pairs
-        out = {}
-        for t in self.cfg.eval_times:
-            with self._autocast():
-                loss = model(
-                    v["mel"].float(),
-                    v["cond"].float(),
-                    v["mask"],
-                    noise=v["noise"].float(),
-                    t=torch.full((v["mel"].shape[0],), t),
-                    drop=False,
-                )
-            out[f"val_loss_t{t:g}"] = float(loss)
-        out["val_loss"] = sum(out.values()) / len(out)
-        return out
+        batch = {"mel": v["mel"].float(), "cond": v["cond"].float(), "cond_mask": v["mask"],
+                 "noise": v["noise"].float()}
+        return fixed_time_losses(model, [batch], self.cfg.eval_times, self.cfg.bf16)
 
     def export(self, model: FlowMatching, folder: str | Path) -> None:
         save_generator(model, folder)
