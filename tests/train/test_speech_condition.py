@@ -40,6 +40,22 @@ def test_random_prompts_and_text_share():
     assert {0.0, 1.0} <= set(values)  # both of clip a's spoken prompts are drawn
 
 
+def test_category_extras_reach_single_event_clips_of_their_category_only():
+    dog = [{"category": "dog", "onset": 0.0, "offset": 1.0}]
+    rain = [{"category": "rain", "onset": 0.0, "offset": 1.0}]
+    prompts = [{"sound_id": "a", "events": dog}, {"sound_id": "s", "events": dog + rain},
+               {"sound_id": None, "events": dog}, {"sound_id": None, "events": rain}]
+    tokens = torch.arange(4, dtype=torch.float16)[:, None, None].expand(4, 2, 4).clone()
+    source = SpeechCondition(prompts, tokens, torch.ones(4, 2, dtype=torch.bool), TextTokens(), 0.0, p_extra=0.5)
+    rng = np.random.default_rng(0)
+    single = [float(source([{"id": "a", "events": dog}], rng)[0][0, 0, 0]) for _ in range(400)]
+    assert set(single) == {0.0, 2.0}  # its own prompt or the dog extra, never the rain one
+    assert 0.4 < single.count(2.0) / len(single) < 0.6
+    scene = {float(source([{"id": "s", "events": dog + rain}], rng)[0][0, 0, 0]) for _ in range(50)}
+    assert scene == {1.0}  # scenes keep their own prompts
+    assert float(source([{"id": "a", "events": dog}], rng=None)[0][0, 0, 0]) == 0.0  # evaluation: no draw
+
+
 def test_clip_without_spoken_prompt_falls_back_to_text_padded_to_the_batch():
     cond, mask = _condition(p_text=0.0)([{"id": "a"}, {"id": "no-speech"}], rng=None)
     assert cond.shape == (2, 3, 4)

@@ -3,11 +3,13 @@ model folder's bridge.json.
 
 Positives: spoken prompts (a manifest's validation prompts, plus held-out-voice prompts if given).
 Negatives: real non-speech recordings (ESC-10 clips), synthetic noise, tones and chords, silence, and
-speech that names no sound (sentences spoken by espeak-ng). Each threshold is a grid value; the chosen
+speech that names no sound (sentences spoken by espeak-ng), and optionally requests for sounds outside the
+vocabulary (`star.bridge.expand --oov`). Each threshold is a grid value; the chosen
 triple keeps >= `min_recall` of the prompts and rejects as many negatives as possible.
 
     python -m star.bridge.calibrate --model runs/bridge/best --manifest runs/data/esc10_train/prompts.jsonl \
-        --extra runs/data/esc10_festival/prompts.jsonl --esc10 ../shared/data/esc10
+        runs/data/esc10_festival/prompts.jsonl --esc10 ../shared/data/esc10 \
+        --oov runs/bridge/oov/prompts.jsonl --oov-test runs/bridge/oov_test/prompts.jsonl
 """
 
 from __future__ import annotations
@@ -138,6 +140,13 @@ def choose(pos: np.ndarray, neg: np.ndarray, min_recall: float) -> tuple[ListenT
     return ListenThresholds(*map(float, th)), {"prompt_recall": recall, "negative_rejection": reject}
 
 
+def spoken_requests(manifests: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every prompt of manifests of requests for unknown sounds (`star.bridge.expand --oov`)."""
+    from star.train.bridge_task import read_manifest
+
+    return {f"oov:{r['caption']}:{r['id']}": load_audio(r["speech"]) for m in manifests for r in read_manifest(m)}
+
+
 def calibrate(
     model_dir: str | Path,
     manifests: list[str],
@@ -145,7 +154,11 @@ def calibrate(
     min_recall: float = 0.98,
     max_prompts: int = 150,
     write: bool = True,
+    oov: list[str] | tuple[str, ...] = (),
+    oov_test: list[str] | tuple[str, ...] = (),
 ) -> dict:
+    """Choose the thresholds; `oov` manifests add requests for unknown sounds to the negatives that choose
+    them, `oov_test` ones (held out: other sounds, festival voices) are only scored."""
     from star.train.bridge_task import read_manifest
 
     listener = Listener.from_folder(model_dir)
@@ -155,7 +168,12 @@ def calibrate(
         rows = [r for r in read_manifest(m) if r.get("split") in ("val", "validation", "test")]
         pick = rng.choice(len(rows), size=min(max_prompts, len(rows)), replace=False)
         prompts += [rows[i]["speech"] for i in sorted(pick)]
-    negatives = {**synthetic_negatives(), **off_topic_speech(), **(esc10_clips(esc10) if esc10 else {})}
+    negatives = {
+        **synthetic_negatives(),
+        **off_topic_speech(),
+        **(esc10_clips(esc10) if esc10 else {}),
+        **spoken_requests(oov),
+    }
 
     def sig(wav):
         probs, _, sim, ratio = listener.signals(wav)
@@ -177,14 +195,27 @@ def calibrate(
         for k, s in zip(neg_names, neg)
         if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()
     ]
-    test = off_topic_speech(OFF_TOPIC_TEST, OFF_TOPIC_TEST_VOICES)
     limits = np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])
-    test_accepted = [k for k, w in test.items() if (np.array(sig(w)) >= limits).all()]
+
+    def accepted_of(clips: dict[str, np.ndarray]) -> list[str]:
+        return [k for k, w in tqdm(clips.items(), desc="held out") if (np.array(sig(w)) >= limits).all()]
+
+    test = off_topic_speech(OFF_TOPIC_TEST, OFF_TOPIC_TEST_VOICES)
+    test_accepted = accepted_of(test)
+    held_out = {}
+    if oov_test:
+        oov_clips = spoken_requests(oov_test)
+        oov_accepted = accepted_of(oov_clips)
+        held_out = {
+            "held_out_oov_rejection": 1 - len(oov_accepted) / len(oov_clips),
+            "held_out_oov_accepted": oov_accepted,
+        }
     report = {
         "thresholds": th.to_dict(),
         **rates,
         "held_out_off_topic_rejection": 1 - len(test_accepted) / len(test),
         "held_out_off_topic_accepted": test_accepted,
+        **held_out,
         "n_prompts": len(pos),
         "n_negatives": len(neg),
         "accepted_negatives": accepted,
@@ -206,8 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--manifest", required=True, nargs="+", help="prompt manifests (their val/test prompts)")
     p.add_argument("--esc10", help="ESC-10 folder (meta.csv + audio/) for real non-speech clips")
     p.add_argument("--min-recall", type=float, default=0.98)
+    p.add_argument("--oov", nargs="*", default=[], help="manifests of requests for unknown sounds (negatives)")
+    p.add_argument("--oov-test", nargs="*", default=[], help="held-out such manifests: scored, never used to choose")
+    p.add_argument("--no-write", action="store_true", help="report only; leave bridge.json as it is")
     a = p.parse_args(argv)
-    print(json.dumps(calibrate(a.model, a.manifest, a.esc10, a.min_recall), indent=1))
+    report = calibrate(a.model, a.manifest, a.esc10, a.min_recall, write=not a.no_write, oov=a.oov,
+                       oov_test=a.oov_test)
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

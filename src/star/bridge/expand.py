@@ -17,7 +17,14 @@ that names no known sound (which `listen` must answer with "no spoken sound requ
         --out runs/bridge/phrasings
     python -m star.bridge.expand --negatives --manifest runs/data/esc10_train/prompts.jsonl \
         --out runs/bridge/negatives --lexicon-cache runs/bridge/expand/lexicon_minilm.npz
-write `prompts.jsonl` (train split only; expansion also `mined.json`, words per category + similarity).
+    python -m star.bridge.expand --oov --out runs/bridge/oov               # other sounds, training voices
+    python -m star.bridge.expand --oov --test --out runs/bridge/oov_test   # held out, festival voices
+write `prompts.jsonl` (train split; `--oov --test` the test split; expansion also `mined.json`, words per
+category + similarity).
+
+Requests for sounds outside the vocabulary ("a cat meowing", `oov_sounds.json`) are the negatives that
+matter most to `listen`: they use the request shapes and the sound words of real prompts, so without them
+the head answers "a car horn honking" with the nearest category it knows.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ POS_LEXICON = Path("/usr/share/festival/dicts/wsj.wp39.poslexR")
 TEMPLATES = ("{w}", "the sound of {w}", "a recording of {w}", "play {w}", "{w} nearby")
 # Negatives: words far from every category, spoken plainly or as a request for a sound we do not know.
 NEGATIVE_TEMPLATES = ("{w}", "the sound of {w}", "I like {w}", "{w} is here", "tell me about {w}")
+# Requests for sounds outside the vocabulary: the request shapes of the training captions.
+OOV_SOUNDS = Path(__file__).resolve().parent.parent / "data" / "oov_sounds.json"
+OOV_TEMPLATES = ("{w}", "the sound of {w}", "play {w}", "I'd like to hear {w}", "a recording of {w}", "{w} nearby")
 
 
 def lexicon_words(path: str | Path = LEXICON) -> list[str]:
@@ -185,20 +195,30 @@ def build_expansion(
 
 
 def speak_rows(
-    jobs: list[tuple[list[str], str]], out: Path, prefix: str, seed: int, source: str
+    jobs: list[tuple[list[str], str]],
+    out: Path,
+    prefix: str,
+    seed: int,
+    source: str,
+    voices: list[str] | None = None,
+    split: str = "train",
 ) -> list[dict]:
-    """Speak (categories, caption) jobs in training voices with waveform augmentation -> manifest rows."""
+    """Speak (categories, caption) jobs -> manifest rows. Training voices (the default) get waveform
+    augmentation; held-out festival voices are spoken plainly, as the test prompts are."""
     from star.audio.io import write_wav
     from star.data.augment import AugmentConfig, augment
-    from star.data.tts import plan_renditions, resolve_voices, synthesize
+    from star.data.tts import is_held_out, plan_renditions, resolve_voices, synthesize
 
     rng = np.random.default_rng(seed)
-    renditions = plan_renditions(resolve_voices(None), len(jobs), rng)
+    chosen = resolve_voices(voices)
+    plain = is_held_out(chosen)
+    renditions = plan_renditions(chosen, len(jobs), rng)
     rows = []
     for n, ((cats, caption), rendition) in enumerate(
         tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")
     ):
-        wav, params = augment(synthesize(caption, rendition, out / "tts_cache"), rng, AugmentConfig())
+        wav = synthesize(caption, rendition, out / "tts_cache")
+        wav, params = (wav, {}) if plain else augment(wav, rng, AugmentConfig())
         name = f"speech/{prefix}{n:05d}.wav"
         write_wav(out / name, wav)
         rows.append(
@@ -206,7 +226,7 @@ def speak_rows(
                 "id": f"{prefix}-{n:05d}",
                 "caption": caption,
                 "kind": "single" if cats else "none",
-                "split": "train",
+                "split": split,
                 "speech": name,
                 "events": [{"category": c, "onset": 0.0, "offset": 5.0} for c in cats],
                 **rendition.to_dict(),
@@ -269,15 +289,45 @@ def build_negatives(
     return path
 
 
+def oov_phrasings(which: str) -> list[str]:
+    """Requests for sounds outside the vocabulary (`oov_sounds.json`): "train" or held-out "test"."""
+    data = json.loads(OOV_SOUNDS.read_text())
+    if which not in ("train", "test"):
+        raise StarError(f"OOV phrasings are 'train' or 'test', not {which!r}")
+    return data[which]
+
+
+def build_oov(out_dir: str | Path, *, test: bool = False, renditions: int = 6, seed: int = 0) -> Path:
+    """Speak requests for sounds we do not know, as all-zero-target prompts.
+
+    Training phrasings go into request shapes (`OOV_TEMPLATES`) in training voices, so the event head
+    learns that naming another sound is not naming one of ours; `test=True` speaks the held-out
+    phrasings in festival voices (split "test"), to measure how often `listen` refuses them."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for phrase in oov_phrasings("test" if test else "train"):
+        shapes = [0] + list(rng.choice(np.arange(1, len(OOV_TEMPLATES)), size=renditions - 1))
+        jobs += [([], OOV_TEMPLATES[k].format(w=phrase)) for k in shapes[:renditions]]
+    rows = speak_rows(
+        jobs, out, "o", seed, "oov-request",
+        voices=["festival"] if test else None, split="test" if test else "train",
+    )
+    path = out / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description="Mine synonyms from a lexicon and speak them as extra stage-1 prompts"
     )
-    p.add_argument("--manifest", required=True, help="training prompts manifest (vocab + training captions)")
+    p.add_argument("--manifest", help="training prompts manifest (vocab + training captions); not for --oov")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--texts-per-word", type=int, default=2)
-    p.add_argument("--renditions", type=int, default=2)
+    p.add_argument("--renditions", type=int, help="spoken versions of each text (default 2; --oov 6, --test 4)")
     p.add_argument("--min-sim", type=float, default=0.42)
     p.add_argument("--margin", type=float, default=0.08)
     p.add_argument("--seed", type=int, default=0)
@@ -285,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--phrasings", action="store_true", help="speak the extra phrasings of captions_extra.json instead"
     )
+    p.add_argument(
+        "--oov", action="store_true", help="speak requests for sounds outside the vocabulary (oov_sounds.json)"
+    )
+    p.add_argument("--test", action="store_true", help="with --oov: the held-out phrasings, in festival voices")
     p.add_argument("--negative-words", type=int, default=150)
     p.add_argument("--lexicon-cache", help="an existing lexicon_minilm.npz (embedding the lexicon is slow)")
     p.add_argument("--lexicon", default=str(LEXICON), help='a festival lexicon file, or "wordfreq"')
@@ -293,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if a.oov:
+        print(build_oov(a.out, test=a.test, renditions=a.renditions or (4 if a.test else 6), seed=a.seed))
+        return
+    if not a.manifest:
+        p.error("--manifest is required (except with --oov)")
+    a.renditions = a.renditions or 2
     if a.phrasings:
         print(build_phrasings(a.manifest, a.out, renditions=a.renditions, seed=a.seed))
         return

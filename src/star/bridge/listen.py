@@ -115,7 +115,11 @@ class Listener:
             reason = f"{NO_REQUEST}: little or no speech (in {ratio:.0%} of what sounds)"
             return ListenResult([], "", False, reason, **common)
         if max_prob < th.min_event_prob or sim < th.min_caption_sim:
-            reason = f"{NO_REQUEST}: the speech names no known sound (best {vocab[int(probs.argmax())]} at {max_prob:.2f})"
+            known = ", ".join(c.replace("_", " ") for c in vocab)
+            reason = (
+                f"{NO_REQUEST}: the speech names no sound I know (closest: {vocab[int(probs.argmax())]} at "
+                f"{max_prob:.2f}); I know {known}"
+            )
             return ListenResult([], "", False, reason, **common)
         order = np.argsort(-probs)
         events = [(vocab[i], float(probs[i])) for i in order if probs[i] >= self.threshold]

@@ -42,6 +42,11 @@ class SpeechFinetuneConfig(JsonConfig):
     bridge: str = ""  # stage-1 folder holding bridge.safetensors/json
     feature_cache: str = "runs/cache/features"  # shared with stage-1 training, so nothing is re-encoded
     p_text: float = 0.3
+    # Spoken single-event prompts with no clip of their own (`star.bridge.expand --phrasings`): a
+    # single-event clip is conditioned on one of its category's with probability p_extra, so the generator
+    # meets more ways of asking for each sound than the corpus' own phrasings.
+    extra_prompts: list[str] = field(default_factory=list)
+    p_extra: float = 0.0
     train_projection: bool = False  # also fine-tune the bridge's output projection (the rest stays frozen)
     out_dir: str = "runs/generator_speech"
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -75,8 +80,17 @@ def bridge_tokens(prompts: list[dict], bridge_folder: str | Path, cache_root: st
     return torch.cat(tokens), torch.cat(masks)
 
 
+def single_category(row: dict) -> str | None:
+    """The one event category of a clip or prompt row, or None for scenes and unlabelled rows."""
+    cats = {e["category"] for e in row.get("events", [])}
+    return cats.pop() if len(cats) == 1 else None
+
+
 class SpeechCondition:
     """Items -> bridge tokens of one of their spoken prompts (or, with probability p_text, text tokens).
+
+    Prompts without a `sound_id` are category-level extras: a single-event item draws one of its
+    category's with probability `p_extra` (after the text draw).
 
     With `hidden` (cached pre-projection states instead of tokens) a speech row's tokens are left as
     zeros and the states go to the model as `cond_inputs` {"hidden", "is_speech"}: `ProjectionTuned`
@@ -84,11 +98,16 @@ class SpeechCondition:
     """
 
     def __init__(self, prompts: list[dict], tokens: torch.Tensor, masks: torch.Tensor, text: Any, p_text: float,
-                 hidden: bool = False):
+                 hidden: bool = False, p_extra: float = 0.0):
         self.by_sound: dict[str, list[int]] = {}
+        self.by_category: dict[str, list[int]] = {}
         for i, p in enumerate(prompts):
-            self.by_sound.setdefault(p["sound_id"], []).append(i)
+            if p.get("sound_id"):
+                self.by_sound.setdefault(p["sound_id"], []).append(i)
+            elif single_category(p):
+                self.by_category.setdefault(single_category(p), []).append(i)
         self.tokens, self.masks, self.text, self.p_text, self.hidden = tokens, masks, text, p_text, hidden
+        self.p_extra = p_extra
 
     def __call__(self, items: list[dict], rng: np.random.Generator | None = None):
         rows: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -96,6 +115,9 @@ class SpeechCondition:
         for it in items:
             choices = self.by_sound.get(it["id"])
             use_text = not choices or (rng is not None and rng.random() < self.p_text)
+            extras = self.by_category.get(single_category(it) or "")
+            if not use_text and extras and rng is not None and rng.random() < self.p_extra:
+                choices = extras
             if use_text:
                 tok, mask = self.text([it], rng)
                 rows.append((tok[0], mask[0]))
@@ -180,6 +202,9 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     task = build_task(task_cfg, out, ProjectionTunedTask if cfg.train_projection else GeneratorTask)
 
     prompts = read_manifest(cfg.prompts)  # speech paths resolved against the manifest's folder
+    for extra in cfg.extra_prompts:
+        rows = [r for r in read_manifest(extra) if single_category(r) and r.get("split", "train") == "train"]
+        prompts += [{**r, "sound_id": None} for r in rows]
     # The cache is only valid for this bridge's weights and these prompts: a retrained bridge re-encodes.
     key = {"bridge": file_digest(Path(cfg.bridge) / "bridge.safetensors"), "prompts": [p["id"] for p in prompts],
            "hidden": cfg.train_projection}
@@ -191,7 +216,8 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
         tokens, masks = bridge_tokens(prompts, cfg.bridge, cfg.feature_cache, hidden=cfg.train_projection)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "tokens": tokens, "masks": masks}, cache)
-    task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text, hidden=cfg.train_projection)
+    task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text, hidden=cfg.train_projection,
+                                     p_extra=cfg.p_extra)
     if cfg.train_projection:
         task.model = ProjectionTuned(task.model, load_stage_one(cfg.bridge).train())
     out.mkdir(parents=True, exist_ok=True)
