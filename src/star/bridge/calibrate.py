@@ -190,12 +190,8 @@ def calibrate(
     neg_names = list(negatives)
     neg = np.array([sig(negatives[k]) for k in tqdm(neg_names, desc="non-requests")])
     th, rates = choose(pos, neg, min_recall)
-    accepted = [
-        k
-        for k, s in zip(neg_names, neg)
-        if (s >= np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])).all()
-    ]
     limits = np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])
+    accepted = [k for k, s in zip(neg_names, neg) if (s >= limits).all()]
 
     def accepted_of(clips: dict[str, np.ndarray]) -> list[str]:
         return [k for k, w in tqdm(clips.items(), desc="held out") if (np.array(sig(w)) >= limits).all()]

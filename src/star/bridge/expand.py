@@ -309,7 +309,7 @@ def build_oov(out_dir: str | Path, *, test: bool = False, renditions: int = 6, s
     jobs = []
     for phrase in oov_phrasings("test" if test else "train"):
         shapes = [0] + list(rng.choice(np.arange(1, len(OOV_TEMPLATES)), size=renditions - 1))
-        jobs += [([], OOV_TEMPLATES[k].format(w=phrase)) for k in shapes[:renditions]]
+        jobs += [([], OOV_TEMPLATES[k].format(w=phrase)) for k in shapes]
     rows = speak_rows(
         jobs, out, "o", seed, "oov-request",
         voices=["festival"] if test else None, split="test" if test else "train",

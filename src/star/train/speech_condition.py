@@ -30,6 +30,7 @@ from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.errors import StarError
 from star.generator import FlowMatching, save_generator
+from star.train.bridge_task import row_categories
 from star.train.generator_task import GeneratorTask, GeneratorTaskConfig, build_task
 from star.train.trainer import TrainConfig, Trainer
 
@@ -82,8 +83,8 @@ def bridge_tokens(prompts: list[dict], bridge_folder: str | Path, cache_root: st
 
 def single_category(row: dict) -> str | None:
     """The one event category of a clip or prompt row, or None for scenes and unlabelled rows."""
-    cats = {e["category"] for e in row.get("events", [])}
-    return cats.pop() if len(cats) == 1 else None
+    cats = row_categories(row)
+    return cats[0] if len(cats) == 1 else None
 
 
 class SpeechCondition:
@@ -104,8 +105,8 @@ class SpeechCondition:
         for i, p in enumerate(prompts):
             if p.get("sound_id"):
                 self.by_sound.setdefault(p["sound_id"], []).append(i)
-            elif single_category(p):
-                self.by_category.setdefault(single_category(p), []).append(i)
+            elif category := single_category(p):
+                self.by_category.setdefault(category, []).append(i)
         self.tokens, self.masks, self.text, self.p_text, self.hidden = tokens, masks, text, p_text, hidden
         self.p_extra = p_extra
 
