@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="generate for every prompt of a manifest and score the results")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--mode", choices=["e2e", "cascade", "both"], default="both")
+    p.add_argument("--mode", choices=["e2e", "cascade", "both", "caption"], default="both",
+                   help="caption: the words each prompt speaks, to the text generator (a perfect-ASR ceiling)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--cfg", type=float, default=None)

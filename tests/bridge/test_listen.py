@@ -76,6 +76,17 @@ def test_choose_thresholds_keeps_recall_and_rejects():
     assert th.min_speech_ratio <= 0.7 and th.min_event_prob <= 0.7 and th.min_caption_sim <= 0.6
 
 
+def test_choose_never_tightens_the_speech_ratio_past_its_cap():
+    # The negatives differ from the prompts only in speech ratio (0.6 vs 0.9): a free grid would refuse
+    # them all with a 0.65 ratio; capped, the ratio stays at "mostly speech" and they are let through.
+    pos = np.array([[0.9, 0.8, 0.7], [0.95, 0.9, 0.6]])
+    neg = np.array([[0.6, 0.8, 0.7], [0.6, 0.9, 0.6]])
+    free, free_rates = choose(pos, neg, min_recall=1.0, max_speech_ratio=1.0)
+    assert free.min_speech_ratio > 0.6 and free_rates["negative_rejection"] == 1.0
+    capped, rates = choose(pos, neg, min_recall=1.0)
+    assert capped.min_speech_ratio <= 0.5 and rates["negative_rejection"] == 0.0
+
+
 def test_evaluate_folder_scores_validation_and_lists_misses(tiny_model_dir, prompts_manifest, tmp_path):
     from star.bridge.evaluate import evaluate_folder
 

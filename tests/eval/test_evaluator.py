@@ -142,8 +142,9 @@ class ScriptedPipeline:
         self.last_transcript: str | None = None
         self.calls: list[dict] = []
 
-    def generate(self, speech=None, text=None, *, seconds, steps, cfg, seed, mode):
-        self.calls.append({"mode": mode, "seed": seed, "steps": steps, "cfg": cfg, "speech": speech})
+    def generate(self, speech=None, text=None, *, seconds, steps, cfg, seed, mode="e2e"):
+        mode = "caption" if text is not None else mode  # a text prompt takes the text generator
+        self.calls.append({"mode": mode, "seed": seed, "steps": steps, "cfg": cfg, "speech": speech, "text": text})
         wav = self.outputs[mode].pop(0)
         self.last_timings = {"condition_s": 0.01, "generator_s": 0.01, "vocoder_s": 0.01, "total_s": 0.03}
         self.last_transcript = None
@@ -261,6 +262,23 @@ def test_run_eval_scores_a_constructed_sequence_and_its_reversal(tmp_path):
     assert sum(line.startswith("| ") for line in main_table.splitlines()) == len(scores["rows"]) + 1
     assert "order err." in main_table
     assert "| dog | 1.00 (1) | 0.00 (1) |" in category_table
+
+
+@NEEDS_CLASSIFIER
+def test_caption_mode_sends_the_spoken_words_to_the_text_generator(tmp_path):
+    _, dog = _fixture_clip("dog")
+    dog = load_audio(write_wav(tmp_path / "dog.wav", dog, SAMPLE_RATE))
+    rows = [
+        _row(0, speech=str(SPEECH / "dog_espeak.wav"), caption="a dog is barking", audio="dog.wav"),
+        _row(1, speech=str(SPEECH / "rooster_flite.wav"), caption="a dog barks twice", audio="dog.wav"),
+    ]
+    pipe = ScriptedPipeline({"caption": [dog, np.zeros(5 * SAMPLE_RATE, np.float32)]}, transcripts=[])
+    scores = run_eval(_write_manifest(tmp_path / "m.jsonl", rows), tmp_path / "out", mode="caption", pipe=pipe)
+
+    assert [(c["text"], c["speech"]) for c in pipe.calls] == [("a dog is barking", None), ("a dog barks twice", None)]
+    caption = next(r for r in scores["rows"] if r["system"] == "caption" and r["group"] == "all")
+    assert caption["event_accuracy"] == pytest.approx(0.5) and caption["wer"] is None
+    assert "caption (true words -> text)" in (tmp_path / "out" / "table.md").read_text()
 
 
 @NEEDS_MODEL

@@ -121,9 +121,18 @@ def esc10_clips(folder: str | Path, per_class: int = 6) -> dict[str, np.ndarray]
     return out
 
 
-def choose(pos: np.ndarray, neg: np.ndarray, min_recall: float) -> tuple[ListenThresholds, dict]:
-    """pos, neg [n, 3] signals (speech ratio, max prob, caption sim) -> thresholds and their rates."""
-    grids = [np.round(np.arange(0.0, 0.95, 0.05), 2)] * 3
+def choose(
+    pos: np.ndarray, neg: np.ndarray, min_recall: float, max_speech_ratio: float = 0.5
+) -> tuple[ListenThresholds, dict]:
+    """pos, neg [n, 3] signals (speech ratio, max prob, caption sim) -> thresholds and their rates.
+
+    The speech ratio only tells speech from everything else. Telling a request for a known sound from
+    other speech is the job of the other two signals, so the ratio's threshold stops at
+    `max_speech_ratio`: tightened further, it refuses spoken requests for unknown sounds and real prompts
+    alike, by how much of the recording was speech, and that would not carry over to a new room.
+    """
+    grid = np.round(np.arange(0.0, 0.95, 0.05), 2)
+    grids = [grid[grid <= max_speech_ratio + 1e-9], grid, grid]
     best = None
     for th in itertools.product(*grids):
         accept_pos = (pos >= np.array(th)).all(1).mean()
@@ -152,6 +161,7 @@ def calibrate(
     manifests: list[str],
     esc10: str | None,
     min_recall: float = 0.98,
+    max_speech_ratio: float = 0.5,
     max_prompts: int = 150,
     write: bool = True,
     oov: list[str] | tuple[str, ...] = (),
@@ -189,7 +199,7 @@ def calibrate(
     pos = np.array([sig(padded(i, load_audio(p))) for i, p in enumerate(tqdm(prompts, desc="prompts"))])
     neg_names = list(negatives)
     neg = np.array([sig(negatives[k]) for k in tqdm(neg_names, desc="non-requests")])
-    th, rates = choose(pos, neg, min_recall)
+    th, rates = choose(pos, neg, min_recall, max_speech_ratio)
     limits = np.array([th.min_speech_ratio, th.min_event_prob, th.min_caption_sim])
     accepted = [k for k, s in zip(neg_names, neg) if (s >= limits).all()]
 
@@ -233,12 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--manifest", required=True, nargs="+", help="prompt manifests (their val/test prompts)")
     p.add_argument("--esc10", help="ESC-10 folder (meta.csv + audio/) for real non-speech clips")
     p.add_argument("--min-recall", type=float, default=0.98)
+    p.add_argument("--max-speech-ratio", type=float, default=0.5,
+                   help="the speech-ratio threshold never goes above this (it only separates speech from non-speech)")
     p.add_argument("--oov", nargs="*", default=[], help="manifests of requests for unknown sounds (negatives)")
     p.add_argument("--oov-test", nargs="*", default=[], help="held-out such manifests: scored, never used to choose")
     p.add_argument("--no-write", action="store_true", help="report only; leave bridge.json as it is")
     a = p.parse_args(argv)
-    report = calibrate(a.model, a.manifest, a.esc10, a.min_recall, write=not a.no_write, oov=a.oov,
-                       oov_test=a.oov_test)
+    report = calibrate(a.model, a.manifest, a.esc10, a.min_recall, a.max_speech_ratio, write=not a.no_write,
+                       oov=a.oov, oov_test=a.oov_test)
     print(json.dumps(report, indent=1))
 
 

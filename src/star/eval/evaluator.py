@@ -20,7 +20,14 @@ import numpy as np
 from star.audio import SAMPLE_RATE, load_audio, write_wav
 from star.errors import AudioError, StarError
 
-MODE_SETS = {"e2e": ("e2e",), "cascade": ("cascade",), "both": ("e2e", "cascade")}
+# "caption" feeds the words the prompt speaks to the text generator: a cascade with a perfect
+# transcript, the ceiling that separates what the speech path loses from what the generator cannot make.
+MODE_SETS = {"e2e": ("e2e",), "cascade": ("cascade",), "both": ("e2e", "cascade"), "caption": ("caption",)}
+SYSTEM_NAMES = {
+    "e2e": "E2E (speech -> bridge)",
+    "cascade": "cascade (ASR -> text)",
+    "caption": "caption (true words -> text)",
+}
 
 
 @dataclass
@@ -179,16 +186,10 @@ def generate_clips(
         speech = load_audio(p.speech, SAMPLE_RATE)
         if noise_snr is not None:
             speech = add_noise(speech, noise_snr, prompt_seed(seed + 1, p.id))
+        prompt = {"text": p.caption} if mode == "caption" else {"speech": (speech, SAMPLE_RATE), "mode": mode}
         t0 = time.perf_counter()
         try:
-            wav, sr = pipe.generate(
-                speech=(speech, SAMPLE_RATE),
-                seconds=seconds,
-                steps=steps,
-                cfg=cfg,
-                seed=prompt_seed(seed, p.id),
-                mode=mode,
-            )
+            wav, sr = pipe.generate(**prompt, seconds=seconds, steps=steps, cfg=cfg, seed=prompt_seed(seed, p.id))
             error = None
         except StarError as exc:
             wav, sr, error = np.zeros(round(seconds * SAMPLE_RATE), np.float32), SAMPLE_RATE, str(exc)
@@ -544,17 +545,16 @@ def _cell(row: dict[str, Any], key: str, count_key: str | None, digits: int) -> 
 
 def format_table(scores: dict[str, Any]) -> str:
     """Markdown table of the rows of a run (counts of scored clips in parentheses)."""
-    names = {"e2e": "E2E (speech -> bridge)", "cascade": "cascade (ASR -> text)"}
     head = ["system", "voices", "clips"] + [c[0] for c in COLUMNS] + ["refused"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(COLUMNS) + 1)]
     for r in scores["rows"]:
-        cells = [names.get(r["system"], r["system"]), r["group"], str(r["n"])]
+        cells = [SYSTEM_NAMES.get(r["system"], r["system"]), r["group"], str(r["n"])]
         cells += [_cell(r, key, n_key, d) for _, key, n_key, d in COLUMNS]
         cells.append(str(r["refused"]) if "refused" in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"FD reference: {scores['fd_reference']}."]
     common = [
-        f"{names.get(r['system'], r['system']).split(' (')[0]} {r['most_common_top1'][0]} "
+        f"{SYSTEM_NAMES.get(r['system'], r['system']).split(' (')[0]} {r['most_common_top1'][0]} "
         f"({r['most_common_top1'][1]}/{r['n']})"
         for r in scores["rows"]
         if r["group"] == "all" and r.get("most_common_top1")
@@ -566,7 +566,7 @@ def format_table(scores: dict[str, Any]) -> str:
             "*real-vs-real FD between two halves of the distinct real clips (each half the size: "
             "a pessimistic ceiling)."
         )
-    return "\n".join(lines) + "\n\n" + " ".join(notes) + category_table(scores.get("categories"), names)
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + category_table(scores.get("categories"), SYSTEM_NAMES)
 
 
 def category_table(categories: dict[str, dict[str, list[int]]] | None, names: dict[str, str]) -> str:
