@@ -22,6 +22,7 @@ from star.train.generator_task import (
     GeneratorTask,
     GeneratorTaskConfig,
     TextCondition,
+    add_extra_captions,
     crop_start,
     mix_log_mels,
     read_manifest,
@@ -152,6 +153,31 @@ def test_mix_same_overlays_a_clip_of_the_same_category(tmp_path):
     assert torch.allclose(mix_log_mels(both, both, lo), torch.tensor([[-3.0 + float(np.log(2.0)), lo]]))
     scene = {"kind": "sequence", "events": [{"category": "dog"}], "mel": quiet}
     assert torch.equal(task.augment(quiet, scene, rng), quiet)  # scenes are never mixed
+
+
+def test_extra_captions_widen_single_event_training_clips_only(tmp_path):
+    items = [
+        {"kind": "single", "events": [{"category": "dog"}], "captions": ["a dog barks", "a canine barking"]},
+        {"kind": "sequence", "events": [{"category": "dog"}, {"category": "rain"}], "captions": ["a dog, then rain"]},
+        {"kind": "single", "events": [{"category": "kazoo"}], "captions": ["a kazoo"]},
+    ]
+    add_extra_captions(items)
+    dog = items[0]["captions"]
+    assert dog[0] == "a dog barks" and len(dog) == len(set(dog)) > 30  # the 40 extras, no duplicate
+    assert "a pooch barking" in dog
+    assert items[1]["captions"] == ["a dog, then rain"] and items[2]["captions"] == ["a kazoo"]
+
+    manifest = make_manifest(tmp_path / "data")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for row in rows[:-1]:  # the clips (the last row is the scene) become single dog barks
+        row.update(kind="single", events=[{"category": "dog", "onset": 0.0, "offset": 1.0}])
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = task_config(manifest, tmp_path / "run")
+    cfg.extra_captions = True
+    task = GeneratorTask(cfg)
+    singles = [it for it in task.train_items if it.get("kind") == "single"]
+    assert len(singles) >= 2 and all(len(it["captions"]) > 30 for it in singles)
+    assert all(len(it["captions"]) == 2 for it in task.eval_items)  # validation keeps its own captions
 
 
 def test_mix_same_is_refused_for_streamed_shards(tmp_path):

@@ -69,6 +69,10 @@ class GeneratorTaskConfig(JsonConfig):
     # caption stays true ("a dog barks" over two dogs), so the model cannot recognise a clip from its noisy
     # version alone and has to read the caption. Needs a manifest (not shards).
     mix_same: float = 0.0
+    # Also caption every single-event training clip with its category's extra phrasings
+    # (`captions_extra.json`, 40 synonyms and request shapes each, never a held-out word): the text
+    # generator keys on the exact wordings it was trained on, and more of them teach it the sound, not the words.
+    extra_captions: bool = False
     # A generator folder (generator.safetensors/json) to continue from instead of random weights; its
     # config (and data statistics) replaces `model`. A checkpoint in out_dir still takes precedence.
     init_from: str = ""
@@ -175,6 +179,16 @@ def single_category(item: dict) -> str:
     return str(events[0].get("category", ""))
 
 
+def add_extra_captions(items: list[dict]) -> None:
+    """Append the extra phrasings of its category to each single-event item's captions (in place)."""
+    from star.data.captions import default_captions
+
+    captions = default_captions()
+    for it in items:
+        if category := single_category(it):
+            it["captions"] = list(dict.fromkeys(it["captions"] + captions.extra(category)))
+
+
 NATS_PER_DB = math.log(10) / 20  # a log-mel of magnitudes: +1 dB adds this to every value
 
 
@@ -251,6 +265,8 @@ class GeneratorTask:
             self.eval_items, stat_mels = self.stream.scan()
         else:
             items = read_manifest(cfg.manifest)
+            if cfg.extra_captions:
+                add_extra_captions([it for it in items if it.get("split", cfg.train_split) == cfg.train_split])
             cache = out / "cache"
             mels = compute_mels(items, cache / "mels.pt")
             for it, m in zip(items, mels):
