@@ -180,10 +180,12 @@ def test_extra_captions_widen_single_event_training_clips_only(tmp_path):
     assert all(len(it["captions"]) == 2 for it in task.eval_items)  # validation keeps its own captions
 
 
-def test_mix_same_is_refused_for_streamed_shards(tmp_path):
+@pytest.mark.parametrize("option, value", [("mix_same", 0.5), ("extra_captions", True)])
+def test_manifest_only_options_are_refused_for_streamed_shards(tmp_path, option, value):
     cfg = task_config(make_manifest(tmp_path / "data"), tmp_path / "run")
-    cfg.manifest, cfg.shards, cfg.mix_same = "", str(tmp_path / "none"), 0.5
-    with pytest.raises(StarError, match="mix_same needs a manifest"):
+    cfg.manifest, cfg.shards = "", str(tmp_path / "none")
+    setattr(cfg, option, value)
+    with pytest.raises(StarError, match=f"{option} needs a manifest"):
         GeneratorTask(cfg)
 
 

@@ -260,6 +260,8 @@ class GeneratorTask:
                 raise StarError("set either manifest or shards in the generator config, not both")
             if cfg.mix_same:
                 raise StarError("mix_same needs a manifest: streamed shards hold no same-category partners")
+            if cfg.extra_captions:
+                raise StarError("extra_captions needs a manifest: streamed shards carry their own captions")
             self.stream = ShardSource(cfg)
             self.train_items: list[dict] = []  # streamed, never held
             self.eval_items, stat_mels = self.stream.scan()
