@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,6 @@ TEMPLATES = ("{w}", "the sound of {w}", "a recording of {w}", "play {w}", "{w} n
 # Negatives: words far from every category, spoken plainly or as a request for a sound we do not know.
 NEGATIVE_TEMPLATES = ("{w}", "the sound of {w}", "I like {w}", "{w} is here", "tell me about {w}")
 # Requests for sounds outside the vocabulary: the request shapes of the training captions.
-OOV_SOUNDS = Path(__file__).resolve().parent.parent / "data" / "oov_sounds.json"
 OOV_TEMPLATES = ("{w}", "the sound of {w}", "play {w}", "I'd like to hear {w}", "a recording of {w}", "{w} nearby")
 
 
@@ -291,10 +291,10 @@ def build_negatives(
 
 def oov_phrasings(which: str) -> list[str]:
     """Requests for sounds outside the vocabulary (`oov_sounds.json`): "train" or held-out "test"."""
-    data = json.loads(OOV_SOUNDS.read_text())
     if which not in ("train", "test"):
         raise StarError(f"OOV phrasings are 'train' or 'test', not {which!r}")
-    return data[which]
+    # Package data is read the way captions.json is, so it also works from an installed wheel.
+    return json.loads(resources.files("star.data").joinpath("oov_sounds.json").read_text(encoding="utf-8"))[which]
 
 
 def build_oov(out_dir: str | Path, *, test: bool = False, renditions: int = 6, seed: int = 0) -> Path:

@@ -183,10 +183,13 @@ def generate_clips(
     seconds = float(pipe.cfg.seconds if seconds is None else seconds)
     results = []
     for p in tqdm(prompts, desc=f"generate {mode}"):
-        speech = load_audio(p.speech, SAMPLE_RATE)
-        if noise_snr is not None:
-            speech = add_noise(speech, noise_snr, prompt_seed(seed + 1, p.id))
-        prompt = {"text": p.caption} if mode == "caption" else {"speech": (speech, SAMPLE_RATE), "mode": mode}
+        if mode == "caption":  # the prompt's own words: its recording is not needed
+            prompt: dict[str, Any] = {"text": p.caption}
+        else:
+            speech = load_audio(p.speech, SAMPLE_RATE)
+            if noise_snr is not None:
+                speech = add_noise(speech, noise_snr, prompt_seed(seed + 1, p.id))
+            prompt = {"speech": (speech, SAMPLE_RATE), "mode": mode}
         t0 = time.perf_counter()
         try:
             wav, sr = pipe.generate(**prompt, seconds=seconds, steps=steps, cfg=cfg, seed=prompt_seed(seed, p.id))
