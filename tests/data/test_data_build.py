@@ -147,3 +147,36 @@ def test_limit_is_balanced_over_categories_and_keeps_validation():
         assert len(mine) == 4 and sum(corpus.split_of(x) == "validation" for x in mine) == 1
     assert select_clips(corpus, 40, seed=0) == chosen and select_clips(corpus, 40, seed=1) != chosen
     assert len(select_clips(corpus, 7, seed=0)) == 7 and len({x.category for x in select_clips(corpus, 7, 0)}) == 7
+
+
+def test_short_scenes_remix_every_scene_within_the_cap_and_keep_its_prompts(built, tmp_path):
+    from data_helpers import MINI
+
+    from star.data.short_scenes import build as short_scenes
+
+    out = short_scenes(built, MINI, tmp_path / "short", max_seconds=3.0, mixes=2)
+    old_sounds, new_sounds = read_manifest(built / "sounds.jsonl"), read_manifest(out / "sounds.jsonl")
+    scenes = {s["id"]: s for s in old_sounds if s["kind"] != "single"}
+    remixed = {s["id"]: s for s in new_sounds if "-short" in s["id"]}
+    assert len(new_sounds) == len(old_sounds) + 2 * len(scenes) and len(remixed) == 2 * len(scenes)
+    for sid, old in scenes.items():
+        first, second = remixed[f"{sid}-short0"], remixed[f"{sid}-short1"]
+        assert load_audio(first["audio"]).shape != load_audio(second["audio"]).shape or first["events"] != second["events"]
+        new = second
+        wav = load_audio(new["audio"], SAMPLE_RATE)
+        assert len(wav) <= 3 * SAMPLE_RATE and np.abs(wav).max() > 0.01
+        assert new["captions"] == old["captions"] and new["sources"] == old["sources"]
+        assert max(e["offset"] for e in new["events"]) <= 3.0
+        if old["kind"] != "overlay":  # the order the captions speak is kept
+            assert [e["category"] for e in new["events"]] == [e["category"] for e in old["events"]]
+    old_prompts, new_prompts = read_manifest(built / "prompts.jsonl"), read_manifest(out / "prompts.jsonl")
+    added = [p for p in new_prompts if "-short" in p["id"]]
+    assert len(added) == 2 * sum(p["sound_id"] in scenes for p in old_prompts)
+    for p in added:
+        assert Path(p["speech"]).is_file() and p["audio"] == remixed[p["sound_id"]]["audio"]
+    with pytest.raises(StarError, match="within 1-10"):
+        short_scenes(built, MINI, tmp_path / "bad", max_seconds=0.5)
+    with pytest.raises(StarError, match="at least 1"):
+        short_scenes(built, MINI, tmp_path / "bad", mixes=0)
+    with pytest.raises(StarError, match="not a built dataset"):
+        short_scenes(tmp_path, MINI, tmp_path / "bad")

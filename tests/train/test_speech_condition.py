@@ -6,8 +6,15 @@ import torch
 
 from star.bridge import BridgeConfig, StageOneConfig
 from star.bridge.model import StageOneModel, load_stage_one
+from star.errors import StarError
 from star.generator import GeneratorConfig, build_generator, load_generator
-from star.train.speech_condition import ProjectionTuned, ProjectionTunedTask, SpeechCondition, file_digest
+from star.train.speech_condition import (
+    ProjectionTuned,
+    ProjectionTunedTask,
+    SpeechCondition,
+    check_prompt_sounds,
+    file_digest,
+)
 
 
 class TextTokens:
@@ -54,6 +61,15 @@ def test_category_extras_reach_single_event_clips_of_their_category_only():
     scene = {float(source([{"id": "s", "events": dog + rain}], rng)[0][0, 0, 0]) for _ in range(50)}
     assert scene == {1.0}  # scenes keep their own prompts
     assert float(source([{"id": "a", "events": dog}], rng=None)[0][0, 0, 0]) == 0.0  # evaluation: no draw
+
+
+def test_training_prompts_must_name_sounds_the_generator_trains_on():
+    items = [{"id": "a"}, {"id": "b"}]
+    ok = [{"id": "p0", "sound_id": "a"}, {"id": "p1", "sound_id": None}, {"id": "v0", "sound_id": "val", "split": "validation"}]
+    check_prompt_sounds(ok, items, "p.jsonl", "s.jsonl")  # extras and validation prompts are not checked
+    check_prompt_sounds([{"id": "p2", "sound_id": "gone"}], [], "p.jsonl", "s.jsonl")  # streamed: nothing to check
+    with pytest.raises(StarError, match="1 training prompts of p.jsonl name sounds that are not in .* s.jsonl"):
+        check_prompt_sounds(ok + [{"id": "p2", "sound_id": "gone"}], items, "p.jsonl", "s.jsonl")
 
 
 def test_clip_without_spoken_prompt_falls_back_to_text_padded_to_the_batch():

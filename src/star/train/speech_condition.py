@@ -189,6 +189,22 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def check_prompt_sounds(prompts: list[dict], train_items: list[dict], prompts_path: str, manifest: str) -> None:
+    """Training prompts must name sounds of the generator's own manifest: one that does not would never be
+    drawn (items pick their prompts by sound id), and the run would silently train without it."""
+    if not train_items:  # streamed shards hold no list of items to check against
+        return
+    known = {it["id"] for it in train_items}
+    orphans = [p["id"] for p in prompts
+               if p.get("sound_id") and p.get("split", "train") == "train" and p["sound_id"] not in known]
+    if orphans:
+        raise StarError(
+            f"{len(orphans)} training prompts of {prompts_path} name sounds that are not in the generator's "
+            f"manifest {manifest} (e.g. {orphans[0]}): point the generator config's manifest at the sounds "
+            "these prompts were built with"
+        )
+
+
 def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     """Stage 2(b): start from the stage-2(a) weights and train on spoken-prompt conditions (resumable)."""
     cfg = SpeechFinetuneConfig.load(config_path)
@@ -206,6 +222,7 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     for extra in cfg.extra_prompts:
         rows = [r for r in read_manifest(extra) if single_category(r) and r.get("split", "train") == "train"]
         prompts += [{**r, "sound_id": None} for r in rows]
+    check_prompt_sounds(prompts, task.train_items, cfg.prompts, task_cfg.manifest)
     # The cache is only valid for this bridge's weights and these prompts: a retrained bridge re-encodes.
     key = {"bridge": file_digest(Path(cfg.bridge) / "bridge.safetensors"), "prompts": [p["id"] for p in prompts],
            "hidden": cfg.train_projection}
