@@ -178,5 +178,8 @@ def test_short_scenes_remix_every_scene_within_the_cap_and_keep_its_prompts(buil
         short_scenes(built, MINI, tmp_path / "bad", max_seconds=0.5)
     with pytest.raises(StarError, match="at least 1"):
         short_scenes(built, MINI, tmp_path / "bad", mixes=0)
+    doubled = read_manifest(short_scenes(built, MINI, tmp_path / "doubled", max_seconds=3.0, singles=2) / "sounds.jsonl")
+    train_singles = [s for s in old_sounds if s["kind"] == "single" and s["split"] == "train"]
+    assert len(doubled) == len(old_sounds) + len(scenes) + len(train_singles) > len(old_sounds) + len(scenes)
     with pytest.raises(StarError, match="not a built dataset"):
         short_scenes(tmp_path, MINI, tmp_path / "bad")

@@ -71,8 +71,16 @@ def remix_scenes(
 
 
 def build(
-    data: str | Path, corpus: str | Path, out: str | Path, max_seconds: float = 5.0, mixes: int = 1, seed: int = 0
+    data: str | Path,
+    corpus: str | Path,
+    out: str | Path,
+    max_seconds: float = 5.0,
+    mixes: int = 1,
+    seed: int = 0,
+    singles: int = 1,
 ) -> Path:
+    """Write OUT/sounds.jsonl and OUT/prompts.jsonl; `singles` > 1 lists each training single-event clip that
+    many times in the sounds, so the re-mixes do not crowd single sounds out of the training batches."""
     from star.data.manifest import read_manifest, write_jsonl
 
     data, out = Path(data), Path(out)
@@ -80,8 +88,8 @@ def build(
         raise StarError(f"{data}: not a built dataset (needs sounds.jsonl and prompts.jsonl)")
     if not 1.0 <= max_seconds <= 10.0:
         raise StarError(f"--max-seconds must be within 1-10, got {max_seconds}")
-    if mixes < 1:
-        raise StarError(f"--mixes must be at least 1, got {mixes}")
+    if mixes < 1 or singles < 1:
+        raise StarError(f"--mixes and --singles must be at least 1, got {mixes} and {singles}")
     sounds, prompts = read_manifest(data / "sounds.jsonl"), read_manifest(data / "prompts.jsonl")  # absolute paths
     remixed = remix_scenes(sounds, corpus, out, max_seconds, mixes, seed)
     new_prompts = [
@@ -90,7 +98,8 @@ def build(
         if p.get("sound_id") in remixed
         for k, mix in enumerate(remixed[p["sound_id"]])
     ]
-    write_jsonl(out / "sounds.jsonl", sounds + [mix for mixes_ in remixed.values() for mix in mixes_])
+    repeated = [r for r in sounds if r.get("kind", "single") == "single" and r.get("split") == "train"] * (singles - 1)
+    write_jsonl(out / "sounds.jsonl", sounds + [mix for mixes_ in remixed.values() for mix in mixes_] + repeated)
     write_jsonl(out / "prompts.jsonl", prompts + new_prompts)
     print(f"{len(remixed)} scenes re-mixed {mixes} times, {len(new_prompts)} prompts added -> {out}", file=sys.stderr)
     return out
@@ -103,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--max-seconds", type=float, default=5.0)
     p.add_argument("--mixes", type=int, default=1, help="re-mixes of each scene (own gaps, levels, placements)")
+    p.add_argument("--singles", type=int, default=1,
+                   help="times each training single-event clip is listed (2 keeps their share with one re-mix)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
-        build(a.data, a.corpus, a.out, a.max_seconds, a.mixes, a.seed)
+        build(a.data, a.corpus, a.out, a.max_seconds, a.mixes, a.seed, a.singles)
     except StarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
