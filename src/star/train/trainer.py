@@ -71,6 +71,7 @@ class Trainer:
         self.step = 0
         self.best: float | None = None
         self.evals_since_best = 0
+        self.owns_process_group = False
 
     # ---- setup -------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -79,6 +80,7 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend)
+            self.owns_process_group = True
         self.model = self.task.model
         self.ema = deepcopy(self.model).eval().requires_grad_(False) if self.cfg.ema > 0 else None
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -230,4 +232,9 @@ class Trainer:
             if self.best is None or not self.cfg.monitor:
                 self._export(self.out / "best")
             self._export(self.out / "last")
+        if self.owns_process_group:
+            # Tear the group down before the interpreter exits: gloo threads left running at exit can abort
+            # a rank ("terminate called without an active exception") after training has succeeded.
+            dist.barrier()
+            dist.destroy_process_group()
         return {"step": self.step, "stopped_early": stopped_early, "interrupted": interrupted, **last}
