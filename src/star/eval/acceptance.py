@@ -127,6 +127,7 @@ def speak(rows: list[dict[str, Any]], out: Path, name: str) -> Path:
     from tqdm import tqdm
 
     from star.audio.io import write_wav
+    from star.data.manifest import write_jsonl
     from star.data.tts import synthesize
 
     path = out / name
@@ -135,8 +136,7 @@ def speak(rows: list[dict[str, Any]], out: Path, name: str) -> Path:
         wav = synthesize(r["caption"], Rendition(Voice(engine, voice)), out / "tts_cache")
         r["speech"] = f"speech/{r['id']}.wav"
         write_wav(out / r["speech"], wav)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(path, rows)
 
 
 # ---------------------------------------------------------------- scoring
