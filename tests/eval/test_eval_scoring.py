@@ -42,6 +42,7 @@ def test_real_clips_score_like_real_clips(classifier, real_clips, by_category):
     assert scores["event_accuracy_n"] == 7 and scores["event_accuracy"] == pytest.approx(6 / 7)  # silence misses
     assert scores["both_events_present_n"] == 3 and scores["both_events_present"] == 1.0
     assert scores["ordering_error_n"] == 2 and scores["ordering_error"] == 0.5  # only the swapped request errs
+    assert scores["ordering_error_heard_n"] == 2 and scores["ordering_error_heard"] == 0.5  # both events heard
     assert scores["silence_rate"] == pytest.approx(1 / 10) and scores["clipping_rate"] == 0.0
     # Six clips paired with themselves (KL 0) and silence paired with a dog: the mean is that one KL / 7.
     p_dog, p_silence = (classifier.predict_proba(w, SR) for w in (by_category["dog"], generated[-1][0]))
@@ -52,6 +53,7 @@ def test_real_clips_score_like_real_clips(classifier, real_clips, by_category):
     rows = scores["clips"]
     assert rows[0]["requested"] == [real_clips[0]["category"]] and "correct" in rows[0]
     assert rows[7]["requested"] == ["rooster", "crackling_fire"] and rows[7]["both_present"]
+    assert [rows[i]["order_wrong"] for i in (6, 7)] == [False, True] and "order_wrong" not in rows[8]
 
 
 def test_fd_of_a_set_against_itself_is_near_zero(classifier, real_clips):

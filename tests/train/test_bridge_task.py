@@ -15,7 +15,10 @@ from star.train.bridge_task import (
     AugmentConfig,
     BridgeTask,
     BridgeTaskConfig,
+    collate,
     mean_average_precision,
+    order_accuracy,
+    order_targets,
     top1_accuracy,
     train_bridge,
 )
@@ -156,4 +159,60 @@ def test_rows_without_event_loss_get_zero_weight(manifest, tmp_path):
     w = task.train_set.bce_weight
     assert w.shape == (len(task.train_set.rows),) and w[-2:].tolist() == [0.0, 0.0] and w[:-2].min() == 1.0
     batch = next(task.batches(0, 1))
-    assert len(batch) == 6 and task.loss(task.model, batch)["loss"].isfinite()
+    assert len(batch) == 7 and task.loss(task.model, batch)["loss"].isfinite()
+
+
+SEQUENCES = [("dog", "rain", "a dog barks, then rain falls"), ("rain", "dog", "rain falls, then a dog barks")]
+
+
+@pytest.fixture(scope="module")
+def sequence_manifest(manifest):
+    """The single-event prompts plus both orders of "dog, then rain", spoken in two voices."""
+    root = manifest.parent
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for n, (first, second, text) in enumerate(SEQUENCES):
+        for voice in ("en-us+m1", "en-gb+f2", "en-us+f3"):
+            name = f"speech/seq{n}{voice[:5]}{voice[-2:]}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(root / name), text], check=True)
+            events = [{"category": first, "onset": 0.0, "offset": 2.0}, {"category": second, "onset": 2.5, "offset": 5.0}]
+            split = "val" if voice == "en-us+f3" else "train"
+            rows.append({"id": name, "caption": text, "speech": name, "split": split, "kind": "sequence", "events": events})
+    path = root / "sequences.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_order_targets_and_accuracy_on_hand_computed_cases():
+    rows = [
+        {"kind": "sequence", "events": [{"category": "rain"}, {"category": "dog"}]},
+        {"kind": "overlay", "events": [{"category": "rain"}, {"category": "dog"}]},
+        {"kind": "single", "events": [{"category": "dog"}]},
+        {"kind": "sequence", "events": [{"category": "dog"}, {"category": "dog"}]},  # a repeat, no order
+    ]
+    y = order_targets(rows, ["dog", "rain"])
+    assert y.tolist() == [[1, 0], [-1, -1], [-1, -1], [-1, -1]]
+    right = np.log(np.array([[[0.2, 0.8], [0.7, 0.3]]]))  # first: rain, second: dog
+    assert order_accuracy(right, y[:1]) == 1.0
+    assert order_accuracy(right[:, ::-1], y[:1]) == 0.0  # the heads swapped: the reverse order wins
+    assert np.isnan(order_accuracy(right, y[1:2]))
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_order_loss_trains_the_order_head_from_a_bridge_without_one(sequence_manifest, tmp_path, slots):
+    plain = _cfg(sequence_manifest, tmp_path / "plain", steps=10)
+    Trainer(BridgeTask(plain), plain.train, plain.out_dir).fit()
+    assert load_stage_one(tmp_path / "plain" / "best").order is None
+    cfg = _cfg(sequence_manifest, tmp_path / "order", steps=60)
+    cfg.order_weight, cfg.init_from, cfg.sequence_repeats = 1.0, str(tmp_path / "plain" / "best"), 2
+    cfg.model.order_slots = slots
+    task = BridgeTask(cfg)
+    assert (task.model.order is None) == slots  # slots reuse the event head: no weights of their own
+    assert (task.train_set.order[:, 0] >= 0).sum() == 4 * 3
+    Trainer(task, cfg.train, cfg.out_dir).fit()
+    log = [json.loads(line) for line in (tmp_path / "order" / "log.jsonl").read_text().splitlines()]
+    order = [r["order"] for r in log if "order" in r]
+    assert np.mean(order[-3:]) < 0.5 * np.mean(order[:3]), order
+    assert "val_order_acc" in [r["eval"] for r in log if "eval" in r][-1]
+    model = load_stage_one(tmp_path / "order" / "last")
+    frames, mask = collate([(f, np.ones(len(f), dtype=bool)) for f in task.val_set.feats])
+    assert model.predict(frames, mask).order_logits.shape == (len(frames), 2, 2)

@@ -33,7 +33,7 @@ from star.train.bridge_task import (
 def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict[str, Any]:
     """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count)."""
     vocab = model.cfg.vocab
-    probs, _ = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
+    probs, _, _ = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
     targets = multi_hot(rows, vocab)
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {

@@ -45,6 +45,8 @@ class StageOneConfig(JsonConfig):
     text_dim: int = 384
     temperature: float = 0.07  # InfoNCE temperature
     captions: list[str] = field(default_factory=list)  # phrasings `listen` reports as the closest caption
+    order_head: bool = False  # a head naming the first and the second event of "A, then B" (order loss)
+    order_slots: bool = False  # the order head is the event head on each half of the tokens (first, second)
     listen: ListenThresholds = field(default_factory=ListenThresholds)
 
     def validate(self) -> StageOneConfig:
@@ -62,6 +64,7 @@ class StageOneOutput:
     embedding: torch.Tensor  # [b, e] L2-normalised, in the text encoder's sentence space
     tokens: torch.Tensor  # [b, q, c] condition tokens for the generator
     token_mask: torch.Tensor  # [b, q]
+    order_logits: torch.Tensor | None = None  # [b, 2, k] first and second event of a sequence (order head)
 
 
 class StageOneModel(nn.Module):
@@ -72,6 +75,9 @@ class StageOneModel(nn.Module):
         c = cfg.bridge.out_dim
         self.head = nn.Linear(c, len(cfg.vocab))
         self.align = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, cfg.text_dim))
+        # Event head and alignment are blind to word order; the order head makes the tokens say which event
+        # comes first (pooled: its own layer on the pooled tokens; slots: the event head on each half).
+        self.order = nn.Linear(c, 2 * len(cfg.vocab)) if cfg.order_head and not cfg.order_slots else None
         # Sentence embeddings of cfg.captions, stored with the weights so `listen` needs no text encoder.
         self.register_buffer("caption_emb", torch.zeros(len(cfg.captions), cfg.text_dim))  # [n, e]
 
@@ -79,7 +85,14 @@ class StageOneModel(nn.Module):
         tokens, token_mask = self.bridge(frames, mask)  # [b, q, c]
         pooled = self.bridge.pooled(tokens, token_mask)  # [b, c]
         embedding = F.normalize(self.align(pooled), dim=-1)  # [b, e]
-        return StageOneOutput(self.head(pooled), embedding, tokens, token_mask)
+        order = None
+        if self.order is not None:
+            order = self.order(pooled).view(len(pooled), 2, -1)
+        elif self.cfg.order_head and self.cfg.order_slots:
+            half = tokens.shape[1] // 2
+            halves = [(tokens[:, :half], token_mask[:, :half]), (tokens[:, half:], token_mask[:, half:])]
+            order = torch.stack([self.head(self.bridge.pooled(t, m)) for t, m in halves], 1)
+        return StageOneOutput(self.head(pooled), embedding, tokens, token_mask, order)
 
     def forward(
         self,
@@ -90,10 +103,13 @@ class StageOneModel(nn.Module):
         caption_ids: torch.Tensor,
         align_weight: float = 0.0,
         bce_weight: torch.Tensor | None = None,
+        order_targets: torch.Tensor | None = None,
+        order_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Training losses. targets [b, k] multi-hot, text_emb [b, e] normalised caption embeddings, caption_ids [b]
         (equal ids = same caption text, so repeated captions in a batch are not treated as negatives),
-        bce_weight [b] (0 = no event loss for that item: distillation sentences without a label)."""
+        bce_weight [b] (0 = no event loss for that item: distillation sentences without a label),
+        order_targets [b, 2] class of the first and the second event of a sequence prompt, -1 for others."""
         out = self.predict(frames, mask)
         if bce_weight is None:
             bce = F.binary_cross_entropy_with_logits(out.logits, targets)
@@ -101,9 +117,26 @@ class StageOneModel(nn.Module):
             per_item = F.binary_cross_entropy_with_logits(out.logits, targets, reduction="none").mean(1)  # [b]
             bce = (per_item * bce_weight).sum() / bce_weight.sum().clamp(min=1.0)
         align = info_nce(out.embedding, text_emb, caption_ids, self.cfg.temperature)
-        # The alignment term is always computed (weight 0 included) so every parameter gets a
-        # gradient and DDP needs no unused-parameter search.
-        return {"loss": bce + align_weight * align, "bce": bce.detach(), "align": align.detach()}
+        # The alignment and order terms are always computed (weight 0 and batches without a sequence
+        # included) so every parameter gets a gradient and DDP needs no unused-parameter search.
+        losses = {"bce": bce.detach(), "align": align.detach()}
+        loss = bce + align_weight * align
+        if out.order_logits is not None:
+            order = order_loss(out.order_logits, order_targets)
+            loss = loss + order_weight * order
+            losses["order"] = order.detach()
+        return {"loss": loss, **losses}
+
+
+def order_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of the first and the second event, logits [b, 2, k], over the rows whose targets
+    [b, 2] are not -1; zero (with a graph) when there are none."""
+    if targets is None:
+        return logits.sum() * 0.0
+    keep = targets[:, 0] >= 0
+    if not keep.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[keep].flatten(0, 1), targets[keep].flatten())
 
 
 def info_nce(speech: torch.Tensor, text: torch.Tensor, ids: torch.Tensor, temperature: float) -> torch.Tensor:

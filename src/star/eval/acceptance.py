@@ -38,7 +38,8 @@ INTRO = (
     "prompt for 'a dog barking'\"): each category's name (\"a dog barking\", \"waves crashing\") spoken by "
     "the three festival voices, two generation seeds each, and every pair of categories as a scene \"A, then "
     "B\" and as \"A while B\" (each category in 9 of each). The evaluation classifier (trained on real "
-    "ESC-10 clips only) names each clip; a scene counts when its two events are the classifier's top two."
+    "ESC-10 clips only) names each clip; a scene counts when its two events are the two the classifier "
+    "finds most present (highest posterior in any window of the clip)."
 )
 
 
@@ -158,13 +159,14 @@ def request_table(clips: dict[str, list[dict[str, Any]]], vocab: list[str]) -> l
 
 
 def scene_lines(clips: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Each scene prompt with whether each mode's clip holds both events (the classifier's top two)."""
+    """Each scene prompt with whether each mode's clip holds both events; a miss shows the two events
+    the classifier found most present instead."""
     modes = list(clips)
     lines = ["| prompt | voice | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
     by_id = {m: {x["id"]: x for x in clips[m]} for m in modes}
     for x in clips[modes[0]]:
         if "both_present" in x:
-            marks = ["yes" if by_id[m][x["id"]]["both_present"] else f"no ({', '.join(by_id[m][x['id']]['top2'])})"
+            marks = ["yes" if by_id[m][x["id"]]["both_present"] else f"no ({', '.join(by_id[m][x['id']]['present2'])})"
                      for m in modes]
             lines.append(f"| {x['caption']} | {x['voice'].split(':')[1]} | " + " | ".join(marks) + " |")
     return lines

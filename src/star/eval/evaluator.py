@@ -525,6 +525,7 @@ COLUMNS = [  # (header, row key, count key, digits)
     ("event acc. ↑", "event_accuracy", "event_accuracy_n", 2),
     ("both present ↑", "both_events_present", "both_events_present_n", 2),
     ("order err. ↓", "ordering_error", "ordering_error_n", 2),
+    ("order err., both heard ↓", "ordering_error_heard", "ordering_error_heard_n", 2),
     ("KL ↓", "kl", None, 2),
     ("FD ↓", "fd", None, 1),
     ("IS ↑", "inception_score", None, 2),

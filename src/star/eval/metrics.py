@@ -230,13 +230,16 @@ class OrderingError(_Rate):
         self.method = method
         super().__init__()
 
-    def update(self, frame_proba: np.ndarray, times: np.ndarray, first: int, second: int) -> None:
+    def update(self, frame_proba: np.ndarray, times: np.ndarray, first: int, second: int) -> bool:
+        """Score one clip; returns whether its order is wrong (or unreadable)."""
         p = _as_2d(frame_proba, "frame_proba")
         if len(np.asarray(times)) != len(p):
             raise ValueError(f"{len(p)} frames but {len(times)} times")
         t1 = event_time(p, times, first, self.method)
         t2 = event_time(p, times, second, self.method)
-        self._add([t1 is None or t2 is None or not t1 < t2])
+        wrong = t1 is None or t2 is None or not t1 < t2
+        self._add([wrong])
+        return wrong
 
 
 # ---------------------------------------------------------------- waveform sanity

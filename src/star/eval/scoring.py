@@ -13,6 +13,8 @@ Which metric reads which clips:
 - both_events_present: requests with two distinct categories: they are the top two of the clip's
   event presence (per-class max of the frame posteriors over time);
 - ordering_error: sequences of two distinct categories, from the frame posteriors;
+  ordering_error_heard: the same over the sequences whose two events are both present (an absent
+  event has no place in time, so ordering_error mixes misplaced and missing events);
 - inception_score, silence_rate, clipping_rate: every generated clip;
 - kl: generated clips with a paired reference; fd: aisfx clip embeddings, generated vs reference.
 A metric with nothing to score is None.
@@ -85,7 +87,7 @@ def evaluate_clips(
         raise ValueError(f"{len(generated)} generated clips but {len(references)} references")
     clf = classifier or EventClassifier.load()
     analyse = _Analyser(clf)
-    accuracy, both, order = EventAccuracy(), BothEventsPresent(), OrderingError()
+    accuracy, both, order, order_heard = EventAccuracy(), BothEventsPresent(), OrderingError(), OrderingError()
     inception, kl, fd = InceptionScore(), KLDivergence(), FrechetDistance()
     silence, clipping = SilenceRate(), ClippingRate()
     clips, paired = [], {}
@@ -111,8 +113,11 @@ def evaluate_clips(
             both.update(a.presence, [tuple(targets)])
             present = np.argsort(-a.presence, kind="stable")[:2]
             row["both_present"] = set(present.tolist()) == set(targets)
+            row["present2"] = [clf.vocabulary[j] for j in present]  # what both_present compares, not top2
             if kind == "sequence":
-                order.update(a.frame_proba, a.frame_times, targets[0], targets[1])
+                row["order_wrong"] = order.update(a.frame_proba, a.frame_times, targets[0], targets[1])
+                if row["both_present"]:
+                    order_heard.update(a.frame_proba, a.frame_times, targets[0], targets[1])
         if references is not None and references[i] is not None:
             ref_wav, ref_sr = references[i]
             r = analyse(ref_wav, ref_sr)
@@ -143,6 +148,8 @@ def evaluate_clips(
         "both_events_present_n": both.count,
         "ordering_error": value(order),
         "ordering_error_n": order.count,
+        "ordering_error_heard": value(order_heard),
+        "ordering_error_heard_n": order_heard.count,
         "kl": value(kl),
         "kl_n": kl.count,
         "inception_score": value(inception),

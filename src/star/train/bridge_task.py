@@ -83,6 +83,8 @@ class BridgeTaskConfig(JsonConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 64
     align_weight: float = 1.0
+    order_weight: float = 0.0  # > 0 adds the order head and its loss on sequence prompts ("A, then B")
+    sequence_repeats: int = 0  # list the training prompts of two-event sequences this many more times
     extra_manifests: list[str] = field(
         default_factory=list
     )  # more training prompts (e.g. star.bridge.expand)
@@ -153,6 +155,32 @@ def multi_hot(rows: list[dict[str, Any]], vocab: list[str]) -> np.ndarray:
     return y
 
 
+def order_targets(rows: list[dict[str, Any]], vocab: list[str]) -> np.ndarray:
+    """rows -> [n, 2] int64: the classes of the first and the second event of each sequence prompt of two
+    distinct categories (events are listed in time order), -1 for every other prompt."""
+    index = {c: i for i, c in enumerate(vocab)}
+    y = np.full((len(rows), 2), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        cats = row_categories(r)
+        if r.get("kind") == "sequence" and len(cats) == 2 and all(c in index for c in cats):
+            y[i] = [index[c] for c in cats]  # (an unknown category is multi_hot's error to report)
+    return y
+
+
+def order_accuracy(order_logits: np.ndarray, targets: np.ndarray) -> float:
+    """Share of sequence prompts whose order head prefers the true order of their two events to the
+    reverse. order_logits [n, 2, k], targets [n, 2] (-1 rows are skipped)."""
+    keep = targets[:, 0] >= 0
+    if not keep.any():
+        return float("nan")
+    logp = order_logits[keep] - np.logaddexp.reduce(order_logits[keep], axis=2, keepdims=True)
+    first, second = targets[keep, 0], targets[keep, 1]
+    rows = np.arange(len(first))
+    right = logp[rows, 0, first] + logp[rows, 1, second]
+    reverse = logp[rows, 0, second] + logp[rows, 1, first]
+    return float((right > reverse).mean())
+
+
 def load_features(rows: list[dict[str, Any]], encoder_name: str, cache_dir: str | Path) -> list[np.ndarray]:
     """Cached encoder frames [t_i, d] float16 for each row's speech (encoding only cache misses)."""
     from star.encoders import build_speech_encoder
@@ -184,6 +212,7 @@ class PromptSet:
     targets: np.ndarray  # [n, k]
     caption_ids: np.ndarray  # [n] index into the task's caption list
     bce_weight: np.ndarray | None = None  # [n] 0 = no event loss (a distillation row without a label)
+    order: np.ndarray | None = None  # [n, 2] first and second event class of sequence prompts, else -1
 
     def single(self) -> np.ndarray:
         """Indices of prompts asking for exactly one event category (used for top-1)."""
@@ -216,15 +245,18 @@ def top1_accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
 @torch.no_grad()
 def predict_features(
     model: StageOneModel, feats: list[np.ndarray], batch: int = 128
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames list -> (event probabilities [n, k], aligned embeddings [n, e])."""
-    probs, embs = [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frames list -> (event probabilities [n, k], aligned embeddings [n, e], order logits [n, 2, k] or
+    None without an order head)."""
+    probs, embs, orders = [], [], []
     for s in range(0, len(feats), batch):
         frames, mask = collate([(f, np.ones(len(f), dtype=bool)) for f in feats[s : s + batch]])
         out = model.predict(frames, mask)
         probs.append(torch.sigmoid(out.logits).numpy())
         embs.append(out.embedding.numpy())
-    return np.concatenate(probs), np.concatenate(embs)
+        if out.order_logits is not None:
+            orders.append(out.order_logits.numpy())
+    return np.concatenate(probs), np.concatenate(embs), np.concatenate(orders) if orders else None
 
 
 # ---- task ------------------------------------------------------------------------------------------
@@ -241,6 +273,9 @@ class BridgeTask:
         listen_rows = list(train_rows)  # listen reports the corpus' own phrasings, not mined extras
         for extra in cfg.extra_manifests:
             train_rows += [r for r in read_manifest(extra) if r.get("split", "train") == "train"]
+        # Sequences are ~4 % of the prompts: repeating them gives the order loss enough examples per batch.
+        sequences = order_targets(train_rows, vocab)[:, 0] >= 0
+        train_rows += [r for r, s in zip(train_rows, sequences, strict=True) if s] * cfg.sequence_repeats
         val_rows = [r for r in rows if r.get("split") in VAL_SPLITS]
         if not train_rows or not val_rows:
             raise StarError(f"{cfg.manifest}: needs prompts with split 'train' and 'validation'")
@@ -251,6 +286,7 @@ class BridgeTask:
         cfg.model.vocab = vocab
         cfg.model.captions = self._listen_captions(listen_rows)
         cfg.model.text_dim = int(self.caption_emb.shape[1])
+        cfg.model.order_head = cfg.model.order_head or cfg.order_weight > 0
         torch.manual_seed(cfg.train.seed)
         self.model = StageOneModel(cfg.model)
         if cfg.init_from:
@@ -262,7 +298,7 @@ class BridgeTask:
             feats = load_features(part, cfg.model.speech_encoder, cfg.cache_dir)
             ids = np.array([cap_index.get(r["caption"], -1) for r in part]) if with_ids else np.zeros(0)
             weight = np.array([0.0 if r.get("bce", True) is False else 1.0 for r in part], dtype=np.float32)
-            return PromptSet(part, feats, multi_hot(part, vocab), ids, weight)
+            return PromptSet(part, feats, multi_hot(part, vocab), ids, weight, order_targets(part, vocab))
 
         self.train_set = prompt_set(train_rows, True)
         # Category centroids of the training captions in the text space: the "zero-shot" read-out of the
@@ -287,7 +323,8 @@ class BridgeTask:
         state = {k: v for k, v in load_file(str(path)).items() if k != "caption_emb"}  # captions are rebuilt
         own = self.model.state_dict()
         wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
-        if wrong or set(own) - set(state) - {"caption_emb"}:
+        new_head = {k for k in own if k.startswith("order.")}  # an order head may start fresh on a bridge without one
+        if wrong or set(own) - set(state) - {"caption_emb"} - new_head:
             raise StarError(f"init_from {folder}: weights do not fit this model ({wrong[:3]})")
         self.model.load_state_dict(state, strict=False)
 
@@ -311,18 +348,21 @@ class BridgeTask:
             ids = torch.from_numpy(self.train_set.caption_ids[idx])
             targets = torch.from_numpy(self.train_set.targets[idx])
             weight = torch.from_numpy(self.train_set.bce_weight[idx])
-            yield (frames, mask, targets, self.caption_emb[ids], ids, weight)
+            first_second = torch.from_numpy(self.train_set.order[idx])
+            yield (frames, mask, targets, self.caption_emb[ids], ids, weight, first_second)
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        frames, mask, targets, cap_emb, ids, weight = batch
-        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight, weight)
+        frames, mask, targets, cap_emb, ids, weight, order = batch
+        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight, weight, order, self.cfg.order_weight)
 
     def evaluate(self, model: StageOneModel) -> dict[str, float]:
         metrics = {}
         for name, ps in {"val": self.val_set, **self.report_sets}.items():
-            probs, emb = predict_features(model, ps.feats)
+            probs, emb, order = predict_features(model, ps.feats)
             single = ps.single()
             metrics[f"{name}_map"] = mean_average_precision(probs, ps.targets)
+            if order is not None:
+                metrics[f"{name}_order_acc"] = order_accuracy(order, ps.order)
             metrics[f"{name}_top1"] = top1_accuracy(probs[single], ps.targets[single])
             metrics[f"{name}_zs_top1"] = top1_accuracy((emb @ self.class_emb.T)[single], ps.targets[single])
             if name != "val":  # held-out sets: top-1 per voice too (festival ked is the unseen speaker)
