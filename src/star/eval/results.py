@@ -33,9 +33,10 @@ INTRO = (
     "the same way (the ceiling), and white noise (the floor). FD: Fréchet distance on aisfx embeddings "
     "against real clips; event accuracy (single-event and repeat prompts), KL (real vs generated "
     "posteriors, paired by prompt) and IS from an event classifier trained on real ESC-10 clips only; "
-    "both-present on two-event scenes (the two requested events are the classifier's top two); ordering "
-    "error on two-event sequences; ASR WER of the cascade's transcripts against the caption. Counts of "
-    "scored clips in parentheses."
+    "both-present on two-event scenes (the two requested events are the two the classifier finds most "
+    "present in any window); ordering error on two-event sequences, and over those with both events "
+    "present; ASR WER of the cascade's transcripts against the caption. Counts of scored clips in "
+    "parentheses."
 )
 
 
