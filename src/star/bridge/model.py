@@ -131,10 +131,8 @@ class StageOneModel(nn.Module):
 def order_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
     """Cross-entropy of the first and the second event, logits [b, 2, k], over the rows whose targets
     [b, 2] are not -1; zero (with a graph) when there are none."""
-    if targets is None:
-        return logits.sum() * 0.0
-    keep = targets[:, 0] >= 0
-    if not keep.any():
+    keep = None if targets is None else targets[:, 0] >= 0
+    if keep is None or not keep.any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits[keep].flatten(0, 1), targets[keep].flatten())
 
