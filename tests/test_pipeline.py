@@ -1,6 +1,7 @@
 """The public entry object and the CLI on the committed default model: speech in -> sound out."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,25 @@ def test_text_sampling_applies_to_text_and_cascade_only(pipe, monkeypatch):
     pipe.generate(speech=EXAMPLES / "dog_barking_ked.wav", seconds=1.0, steps=1, seed=0)
     pipe.generate(text="rain falls", seconds=1.0, steps=1, cfg=4.0, seed=0)  # the caller's value wins
     assert seen == [2.5, pipe.cfg.cfg, 4.0]
+
+
+def test_time_slot_generator_reads_speech_in_slots_and_text_whole(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, folder)
+    shutil.rmtree(folder / "generator_text")  # the speech generator then serves text prompts too
+    pipe = Pipeline.from_pretrained(folder)
+    assert pipe.parts.generator.cfg.time_slots == 2
+    seen = []
+    original = pipe.parts.generator.sample
+    monkeypatch.setattr(pipe.parts.generator, "sample", lambda t, m, *a, **k: seen.append(m) or original(t, m, *a, **k))
+    pipe.generate(text="rain falls", seconds=1.0, steps=1, seed=0)
+    pipe.generate(speech=EXAMPLES / "dog_then_rooster_ked.wav", seconds=1.0, steps=1, seed=0)
+    words = int(pipe.condition_from_text("rain falls")[1].sum())
+    assert [int(m.sum()) for m in seen] == [2 * words, 32]  # the words in both halves; the bridge's 32 tokens
+    bridge = json.loads((folder / "bridge.json").read_text())
+    (folder / "bridge.json").write_text(json.dumps({**bridge, "order_head": False, "order_slots": False}))
+    with pytest.raises(StarError, match="time slots"):
+        Pipeline.from_pretrained(folder).generate(text="rain falls", seconds=1.0, steps=1)
 
 
 def test_text_sampling_keys_are_checked():

@@ -102,6 +102,9 @@ def build_parts(cfg: Any, folder: Path) -> Parts:
     text_folder = folder / TEXT_GENERATOR_DIR
     generator = load_generator(folder)
     text_generator = load_generator(text_folder) if text_folder.is_dir() else generator
+    if generator.cfg.time_slots and not stage_one.cfg.order_slots:
+        raise StarError(f"{folder}: the generator reads the bridge's tokens as time slots, but the bridge has none "
+                        "(train it with order_slots)")
     vocoder_name = cfg.extra.get("vocoder", str(folder))
     return Parts(
         speech_encoder_name=cfg.speech_encoder,

@@ -20,6 +20,7 @@ import torch
 from star.audio import SAMPLE_RATE, load_audio, peak_normalize, prepare_waveform, write_wav
 from star.config import JsonConfig
 from star.errors import StarError
+from star.generator.dit import repeat_for_slots
 
 MODES = ("e2e", "cascade")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -206,6 +207,8 @@ class Pipeline:
         tokens, mask, transcript = self.condition(speech=speech, text=text, mode=mode)
         t1 = time.perf_counter()
         generator = self.parts.generator_for(which)
+        if generator.cfg.time_slots and which == "text":  # a text prompt holds for the whole clip
+            tokens, mask = repeat_for_slots(tokens, mask, generator.cfg.time_slots)
         rng = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**31))
         frames = self.parts.mel_config.frames(seconds)
         with torch.no_grad():

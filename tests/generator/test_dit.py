@@ -6,6 +6,7 @@ from generator_helpers import randomize, tiny_config
 
 from star.errors import StarError
 from star.generator import DiT, GeneratorConfig
+from star.generator.dit import repeat_for_slots, slot_attention_mask
 
 
 def _inputs(b=2, t=40, n=5, c=16, seed=0):
@@ -99,6 +100,8 @@ def test_invalid_configs():
         DiT(tiny_config(dim=30, heads=4))
     with pytest.raises(StarError):
         tiny_config(mel_mean=[0.0] * 3).validate()
+    with pytest.raises(StarError):
+        tiny_config(time_slots=-1).validate()
 
 
 def test_config_json_round_trip(tmp_path):
@@ -106,3 +109,31 @@ def test_config_json_round_trip(tmp_path):
     cfg.save(tmp_path / "g.json")
     assert GeneratorConfig.load(tmp_path / "g.json") == cfg
     assert cfg.frames(5.0) == 313
+
+
+def test_time_slot_mask_splits_clip_and_condition_in_halves():
+    cond_mask = torch.tensor([[True] * 4, [True, True, True, False], [True, False, False, False]])
+    key_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] * 6])
+    mask = slot_attention_mask(cond_mask, key_mask, 6, 2)  # [3, 6, 4]
+    first, second = [True, True, False, False], [False, False, True, True]
+    assert mask[0].tolist() == [first] * 3 + [second] * 3
+    # 3 real tokens: groups 0, 0, 1; 4 real patches: parts 0, 0, 1, 1 (padded patches count as the last part)
+    assert mask[1].tolist() == [[True, True, False, False]] * 2 + [[False, False, True, False]] * 4
+    # the null condition (one real token) leaves the second group empty: that part sees every real token
+    assert mask[2].tolist() == [[True, False, False, False]] * 6
+
+
+def test_time_slots_with_a_condition_in_every_slot_match_the_plain_model(cfg):
+    # Each part sees every real token once, so cross-attention and the pooled condition are unchanged.
+    plain = randomize(DiT(cfg)).eval()
+    slotted = DiT(GeneratorConfig.from_dict({**cfg.to_dict(), "time_slots": 2})).eval()
+    slotted.load_state_dict(plain.state_dict())
+    x, t, cond, mask = _inputs(n=5)
+    mask[1, 3:] = False
+    tiled, tiled_mask = repeat_for_slots(cond, mask, 2)
+    assert tiled_mask.sum(1).tolist() == [10, 6]
+    torch.testing.assert_close(slotted(x, t, tiled, tiled_mask), plain(x, t, cond, mask), atol=1e-5, rtol=1e-5)
+    # ...while different halves make a different clip (the test can fail)
+    halves = torch.cat([cond, cond.flip(0)], dim=1)
+    assert not torch.allclose(slotted(x, t, halves, torch.ones(2, 10, dtype=torch.bool)),
+                              plain(x, t, cond, mask), atol=1e-3)

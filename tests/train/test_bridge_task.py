@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from star.bridge import BridgeConfig, StageOneConfig, load_stage_one
+from star.bridge.model import slot_targets
 from star.train import TrainConfig, Trainer
 from star.train.bridge_task import (
     AugmentConfig,
@@ -197,6 +198,16 @@ def test_order_targets_and_accuracy_on_hand_computed_cases():
     assert np.isnan(order_accuracy(right, y[1:2]))
 
 
+def test_slot_targets_name_each_half_of_the_clip():
+    targets = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    order = torch.tensor([[1, 0], [-1, -1], [-1, -1], [-1, -1]])  # a sequence, an overlay, a single, no sound
+    slots = slot_targets(targets, order)
+    assert slots[0].tolist() == [[0, 1, 0], [1, 0, 0]]  # "B, then A": B first, A second
+    for i in range(1, 4):
+        assert slots[i].tolist() == [targets[i].tolist()] * 2
+    assert torch.equal(slot_targets(targets, None), targets[:, None].repeat(1, 2, 1))
+
+
 @pytest.mark.parametrize("slots", [False, True])
 def test_order_loss_trains_the_order_head_from_a_bridge_without_one(sequence_manifest, tmp_path, slots):
     plain = _cfg(sequence_manifest, tmp_path / "plain", steps=10)
@@ -205,6 +216,7 @@ def test_order_loss_trains_the_order_head_from_a_bridge_without_one(sequence_man
     cfg = _cfg(sequence_manifest, tmp_path / "order", steps=60)
     cfg.order_weight, cfg.init_from, cfg.sequence_repeats = 1.0, str(tmp_path / "plain" / "best"), 2
     cfg.model.order_slots = slots
+    cfg.slot_weight = 1.0 if slots else 0.0  # slots: each half also names the events of its half of the clip
     task = BridgeTask(cfg)
     assert (task.model.order is None) == slots  # slots reuse the event head: no weights of their own
     assert (task.train_set.order[:, 0] >= 0).sum() == 4 * 3
@@ -212,6 +224,9 @@ def test_order_loss_trains_the_order_head_from_a_bridge_without_one(sequence_man
     log = [json.loads(line) for line in (tmp_path / "order" / "log.jsonl").read_text().splitlines()]
     order = [r["order"] for r in log if "order" in r]
     assert np.mean(order[-3:]) < 0.5 * np.mean(order[:3]), order
+    if slots:
+        halves = [r["slots"] for r in log if "slots" in r]
+        assert np.mean(halves[-3:]) < 0.7 * np.mean(halves[:3]), halves
     assert "val_order_acc" in [r["eval"] for r in log if "eval" in r][-1]
     model = load_stage_one(tmp_path / "order" / "last")
     frames, mask = collate([(f, np.ones(len(f), dtype=bool)) for f in task.val_set.feats])

@@ -47,6 +47,20 @@ def test_random_prompts_and_text_share():
     assert {0.0, 1.0} <= set(values)  # both of clip a's spoken prompts are drawn
 
 
+def test_time_slot_generators_get_text_in_every_slot():
+    prompts = [{"sound_id": "a"}]
+    tokens = torch.arange(4, dtype=torch.float16)[None, :, None].expand(1, 4, 4).clone()  # 4 bridge tokens
+    source = SpeechCondition(prompts, tokens, torch.ones(1, 4, dtype=torch.bool), TextTokens(), 0.5, slots=2)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        cond, mask = source([{"id": "a"}, {"id": "b"}], rng)  # b has no spoken prompt: always text
+        assert mask[1].tolist() == [True, True, True, True]  # 2 text tokens, once per half of the clip
+        assert cond[1, :, 0].tolist() == [-1.0] * 4
+        seen.add(tuple(cond[0, :, 0].tolist()))
+    assert seen == {(0.0, 1.0, 2.0, 3.0), (-1.0, -1.0, -1.0, -1.0)}  # speech tokens are left as they are
+
+
 def test_category_extras_reach_single_event_clips_of_their_category_only():
     dog = [{"category": "dog", "onset": 0.0, "offset": 1.0}]
     rain = [{"category": "rain", "onset": 0.0, "offset": 1.0}]

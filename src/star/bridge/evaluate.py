@@ -22,6 +22,7 @@ from star.train.bridge_task import (
     load_features,
     mean_average_precision,
     multi_hot,
+    order_targets,
     predict_features,
     read_manifest,
     row_categories,
@@ -33,7 +34,7 @@ from star.train.bridge_task import (
 def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict[str, Any]:
     """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count)."""
     vocab = model.cfg.vocab
-    probs, _, _ = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
+    probs, _, halves = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
     targets = multi_hot(rows, vocab)
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
@@ -52,7 +53,24 @@ def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict
         if targets[i, probs[i].argmax()] == 0
     )
     out["misses"] = dict(misses.most_common())
+    if halves is not None and model.cfg.order_slots:
+        out["slots"] = slot_accuracy(halves, rows, vocab, single)
     return out
+
+
+def slot_accuracy(halves: np.ndarray, rows: list[dict[str, Any]], vocab: list[str], single: np.ndarray
+                  ) -> dict[str, float]:
+    """A slots bridge's halves [n, 2, k] of event logits: the share of two-event sequences whose first half
+    names the first event and second half the second ("sequences"), and of single-event prompts whose
+    halves both name the prompt's event ("single")."""
+    seq = order_targets(rows, vocab)
+    keep = seq[:, 0] >= 0
+    top = halves.argmax(2)  # [n, 2]
+    truth = multi_hot(rows, vocab)[single].argmax(1)  # [s] the one event of each single-event prompt
+    return {
+        "sequences": float((top[keep] == seq[keep]).all(1).mean()) if keep.any() else float("nan"),
+        "single": float((top[single] == truth[:, None]).all(1).mean()) if len(single) else float("nan"),
+    }
 
 
 def evaluate_folder(model_dir: str | Path, manifests: list[str], cache_dir: str | Path) -> dict[str, Any]:
@@ -83,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         per_voice = r["top1_per_voice"] if len(r["top1_per_voice"]) <= 8 else {}  # not the 100+ training voices
         voices = " ".join(f"{v}={t:.3f}" for v, t in per_voice.items())
         print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f} ({r['single']} single) {voices}")
+        if "slots" in r:
+            print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")
         for miss, n in list(r["misses"].items())[:25]:
             print(f"   {n:3d}  {miss}")
     if a.json:

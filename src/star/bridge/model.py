@@ -105,11 +105,13 @@ class StageOneModel(nn.Module):
         bce_weight: torch.Tensor | None = None,
         order_targets: torch.Tensor | None = None,
         order_weight: float = 0.0,
+        slot_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Training losses. targets [b, k] multi-hot, text_emb [b, e] normalised caption embeddings, caption_ids [b]
         (equal ids = same caption text, so repeated captions in a batch are not treated as negatives),
         bce_weight [b] (0 = no event loss for that item: distillation sentences without a label),
-        order_targets [b, 2] class of the first and the second event of a sequence prompt, -1 for others."""
+        order_targets [b, 2] class of the first and the second event of a sequence prompt, -1 for others;
+        slot_weight: the halves' BCE against the events of each half of the clip (slots bridges)."""
         out = self.predict(frames, mask)
         if bce_weight is None:
             bce = F.binary_cross_entropy_with_logits(out.logits, targets)
@@ -125,6 +127,10 @@ class StageOneModel(nn.Module):
             order = order_loss(out.order_logits, order_targets)
             loss = loss + order_weight * order
             losses["order"] = order.detach()
+            if self.cfg.order_slots:
+                slots = slot_loss(out.order_logits, targets, order_targets, bce_weight)
+                loss = loss + slot_weight * slots
+                losses["slots"] = slots.detach()
         return {"loss": loss, **losses}
 
 
@@ -135,6 +141,25 @@ def order_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tens
     if keep is None or not keep.any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits[keep].flatten(0, 1), targets[keep].flatten())
+
+
+def slot_targets(targets: torch.Tensor, order_targets: torch.Tensor | None) -> torch.Tensor:
+    """The events of each half of the clip, [b, 2, k]: a sequence's first and second event (order_targets
+    [b, 2], -1 for non-sequences), every other prompt's events (targets [b, k]) in both halves."""
+    slots = targets[:, None].repeat(1, 2, 1)
+    if order_targets is not None:
+        seq = order_targets[:, 0] >= 0
+        slots[seq] = F.one_hot(order_targets[seq], targets.shape[1]).to(targets.dtype)
+    return slots
+
+
+def slot_loss(logits: torch.Tensor, targets: torch.Tensor, order_targets: torch.Tensor | None,
+              bce_weight: torch.Tensor | None) -> torch.Tensor:
+    """BCE of the halves' event logits [b, 2, k] against slot_targets, over the rows with an event loss."""
+    per_item = F.binary_cross_entropy_with_logits(
+        logits, slot_targets(targets, order_targets), reduction="none").mean((1, 2))  # [b]
+    weight = torch.ones_like(per_item) if bce_weight is None else bce_weight
+    return (per_item * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def info_nce(speech: torch.Tensor, text: torch.Tensor, ids: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -5,6 +5,8 @@ positions (relative, so any length 1-10 s works) + AdaLN-zero modulation from th
 pooled condition; cross-attention to the condition tokens (bool mask, True = real token); an MLP.
 Long skip connections join block i with block depth-1-i (U-skips, as in the STAR paper's DiT).
 An optional per-frame head (`frame_head`) refines the patch output frame by frame with two convolutions.
+With `time_slots` the condition's tokens are groups in time order, and each part of the clip attends to its
+own group only ("A, then B": the first half of the clip hears the tokens that name A).
 
 The backbone predicts a velocity; the objective and the sampler live in `star.generator.flow`.
 
@@ -43,6 +45,11 @@ class GeneratorConfig(JsonConfig):
     # 4-frame patches; this head refines every frame from the noisy input, the patch prediction and
     # per-frame features, across patch borders (steady textures need smooth frame-to-frame structure).
     frame_head: int = 0
+    # Time slots: 0 = off. S > 0 reads each condition's real tokens, in order, as S equal groups, one per
+    # S-th of the clip; each part of the clip cross-attends only to its group (a slots bridge names the
+    # first event in its first half of tokens, the second in its second half). A text condition is
+    # given in every slot (`repeat_for_slots`); a part whose group is empty (the null condition) sees all.
+    time_slots: int = 0
     # objective
     cond_drop: float = 0.2  # probability of replacing the condition by the null token (for CFG)
     t_logit_mean: float = 0.0  # logit-normal training time distribution
@@ -67,6 +74,8 @@ class GeneratorConfig(JsonConfig):
             raise StarError(f"generator dim {self.dim} must split into {self.heads} heads of even size")
         if self.depth < 2 or self.depth % 2:
             raise StarError("generator depth must be even (U-skips pair block i with block depth-1-i)")
+        if self.time_slots < 0:
+            raise StarError(f"generator time_slots must be >= 0, got {self.time_slots}")
         if self.frame_head < 0 or (self.frame_head and self.frame_head % 2 == 0):
             raise StarError(f"generator frame_head must be 0 or an odd kernel size, got {self.frame_head}")
         for name in ("mel_mean", "mel_std"):
@@ -109,6 +118,32 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     return scores.softmax(dim=-1) @ v
 
 
+def slot_attention_mask(cond_mask: torch.Tensor, key_mask: torch.Tensor | None, length: int,
+                        slots: int) -> torch.Tensor:
+    """[b, l, n] cross-attention mask of a time-slot generator: patch i of a clip of L real patches is in part
+    floor(i * S / L); the r-th of a condition's R real tokens in group floor(r * S / R). A part sees the real
+    tokens of its own group, or all real tokens when its group is empty."""
+    b = cond_mask.shape[0]
+    real = cond_mask.sum(1, keepdim=True)  # [b, 1]
+    group = ((cond_mask.cumsum(1) - 1).clamp(min=0) * slots) // real.clamp(min=1)  # [b, n]
+    patches = torch.full((b, 1), length, device=cond_mask.device) if key_mask is None else key_mask.sum(1, keepdim=True)
+    part = (torch.arange(length, device=cond_mask.device)[None] * slots) // patches.clamp(min=1)  # [b, l]
+    allowed = cond_mask[:, None, :] & (part.clamp(max=slots - 1)[:, :, None] == group[:, None, :])  # [b, l, n]
+    return torch.where(allowed.any(-1, keepdim=True), allowed, cond_mask[:, None, :])
+
+
+def repeat_for_slots(tokens: torch.Tensor, mask: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A condition that holds for the whole clip, for a time-slot generator: each row's real tokens
+    [b, n, c] (mask [b, n]) repeated `slots` times in a row, so every group holds all of them."""
+    rows = [tokens[i][mask[i]].repeat(slots, 1) for i in range(len(tokens))]
+    n = max(len(r) for r in rows)
+    out = tokens.new_zeros(len(rows), n, tokens.shape[-1])
+    out_mask = torch.zeros(len(rows), n, dtype=torch.bool, device=mask.device)
+    for i, r in enumerate(rows):
+        out[i, : len(r)], out_mask[i, : len(r)] = r, True
+    return out, out_mask
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -137,13 +172,14 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, cross_mask: torch.Tensor) -> torch.Tensor:
+        """cross_mask [b, 1 or l, n]: which condition tokens each patch may attend to."""
         b, length, d = x.shape
         n = cond.shape[1]
         q = self.q(x).view(b, length, self.heads, -1).transpose(1, 2)  # [b, h, l, k]
         k, v = self.kv(cond).view(b, n, 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # [b, h, n, k]
         # Boolean mask: masked condition tokens get exactly zero weight, so padding cannot change the output.
-        y = attention(q, k, v, cond_mask[:, None, None, :])
+        y = attention(q, k, v, cross_mask[:, None])
         return self.out(y.transpose(1, 2).reshape(b, length, d))
 
 
@@ -163,12 +199,12 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada.weight)  # AdaLN-zero: every block starts as the identity
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x, c, cond, cond_mask, rope, key_mask, skip=None):
+    def forward(self, x, c, cond, cross_mask, rope, key_mask, skip=None):
         if self.skip is not None:
             x = self.skip(torch.cat([x, skip], dim=-1))
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)  # each [b, d]
         x = x + g1[:, None] * self.attn(modulate(self.norm1(x), sh1, sc1), rope, key_mask)
-        x = x + self.cross(self.norm2(x), cond, cond_mask)
+        x = x + self.cross(self.norm2(x), cond, cross_mask)
         x = x + g2[:, None] * self.mlp(modulate(self.norm3(x), sh2, sc2))
         return x
 
@@ -262,11 +298,15 @@ class DiT(nn.Module):
         pooled = (ch * m).sum(1) / m.sum(1).clamp(min=1.0)  # [b, d]
         c = self.time_mlp(sinusoidal(time * 1000.0, 256).to(dtype)) + self.pool_mlp(pooled)  # [b, d]
 
+        if cfg.time_slots:
+            cross_mask = slot_attention_mask(cond_mask, key_mask, length, cfg.time_slots)  # [b, l, n]
+        else:
+            cross_mask = cond_mask[:, None, :]  # [b, 1, n]
         rope = rotary(length, cfg.dim // cfg.heads, x.device)
         skips = []
         half = cfg.depth // 2
         for i, block in enumerate(self.blocks):
-            h = block(h, c, ch, cond_mask, rope, key_mask, skips.pop() if i >= half else None)
+            h = block(h, c, ch, cross_mask, rope, key_mask, skips.pop() if i >= half else None)
             if i < half:
                 skips.append(h)
 

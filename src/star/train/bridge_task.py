@@ -85,6 +85,10 @@ class BridgeTaskConfig(JsonConfig):
     align_weight: float = 1.0
     order_weight: float = 0.0  # > 0 adds the order head and its loss on sequence prompts ("A, then B")
     sequence_repeats: int = 0  # list the training prompts of two-event sequences this many more times
+    # Slots bridges (model.order_slots): BCE of each half's event head against the events of its half of
+    # the clip (a sequence: its first, its second event; any other prompt: all of its events), so the
+    # generator can read the first half of the tokens for the first half of the clip (time_slots).
+    slot_weight: float = 0.0
     extra_manifests: list[str] = field(
         default_factory=list
     )  # more training prompts (e.g. star.bridge.expand)
@@ -286,7 +290,9 @@ class BridgeTask:
         cfg.model.vocab = vocab
         cfg.model.captions = self._listen_captions(listen_rows)
         cfg.model.text_dim = int(self.caption_emb.shape[1])
-        cfg.model.order_head = cfg.model.order_head or cfg.order_weight > 0
+        cfg.model.order_head = cfg.model.order_head or cfg.order_weight > 0 or cfg.slot_weight > 0
+        if cfg.slot_weight > 0 and not cfg.model.order_slots:
+            raise StarError("slot_weight needs a slots bridge (model.order_slots: true)")
         torch.manual_seed(cfg.train.seed)
         self.model = StageOneModel(cfg.model)
         if cfg.init_from:
@@ -353,7 +359,8 @@ class BridgeTask:
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         frames, mask, targets, cap_emb, ids, weight, order = batch
-        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight, weight, order, self.cfg.order_weight)
+        return model(frames, mask, targets, cap_emb, ids, self.cfg.align_weight, weight, order, self.cfg.order_weight,
+                     self.cfg.slot_weight)
 
     def evaluate(self, model: StageOneModel) -> dict[str, float]:
         metrics = {}

@@ -426,7 +426,7 @@ def init_config(folder: str | Path) -> GeneratorConfig:
 
 
 # The GeneratorConfig fields a continued run may change: they steer training or sampling, not weight shapes...
-OVERRIDABLE = ("cond_drop", "t_logit_mean", "t_logit_std", "steps", "cfg", "method", "shift")
+OVERRIDABLE = ("cond_drop", "t_logit_mean", "t_logit_std", "steps", "cfg", "method", "shift", "time_slots")
 # ...or add a layer that starts as the identity (the loaded weights keep their meaning), by its weights' prefix.
 ADDABLE = {"frame_head": "backbone.frame_head."}
 

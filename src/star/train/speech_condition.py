@@ -25,11 +25,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from star.bridge.model import StageOneModel, load_stage_one, save_stage_one
+from star.bridge.model import StageOneConfig, StageOneModel, load_stage_one, save_stage_one
 from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.errors import StarError
 from star.generator import FlowMatching, save_generator
+from star.generator.dit import repeat_for_slots
 from star.train.bridge_task import row_categories
 from star.train.generator_task import GeneratorTask, GeneratorTaskConfig, build_task
 from star.train.trainer import TrainConfig, Trainer
@@ -49,6 +50,8 @@ class SpeechFinetuneConfig(JsonConfig):
     extra_prompts: list[str] = field(default_factory=list)
     p_extra: float = 0.0
     train_projection: bool = False  # also fine-tune the bridge's output projection (the rest stays frozen)
+    # > 0: the generator reads the bridge's tokens as time slots (GeneratorConfig.time_slots; a slots bridge)
+    time_slots: int = 0
     out_dir: str = "runs/generator_speech"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -96,10 +99,12 @@ class SpeechCondition:
     With `hidden` (cached pre-projection states instead of tokens) a speech row's tokens are left as
     zeros and the states go to the model as `cond_inputs` {"hidden", "is_speech"}: `ProjectionTuned`
     projects them itself, so the projection gets gradients.
+
+    For a time-slot generator (`slots` > 0) a text row is repeated into every slot: words are not time slots.
     """
 
     def __init__(self, prompts: list[dict], tokens: torch.Tensor, masks: torch.Tensor, text: Any, p_text: float,
-                 hidden: bool = False, p_extra: float = 0.0):
+                 hidden: bool = False, p_extra: float = 0.0, slots: int = 0):
         self.by_sound: dict[str, list[int]] = {}
         self.by_category: dict[str, list[int]] = {}
         for i, p in enumerate(prompts):
@@ -108,7 +113,7 @@ class SpeechCondition:
             elif category := single_category(p):
                 self.by_category.setdefault(category, []).append(i)
         self.tokens, self.masks, self.text, self.p_text, self.hidden = tokens, masks, text, p_text, hidden
-        self.p_extra = p_extra
+        self.p_extra, self.slots = p_extra, slots
 
     def __call__(self, items: list[dict], rng: np.random.Generator | None = None):
         rows: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -121,6 +126,8 @@ class SpeechCondition:
                 choices = extras
             if use_text:
                 tok, mask = self.text([it], rng)
+                if self.slots:
+                    tok, mask = repeat_for_slots(tok, mask, self.slots)
                 rows.append((tok[0], mask[0]))
                 picks.append(-1)
             else:
@@ -212,7 +219,10 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
     if not cfg.init_from:
         raise StarError("stage 2(b) needs init_from: a stage-2(a) generator folder (train stage 2a first)")
     task_cfg.init_from = cfg.init_from  # stage 2a's weights, shape and data statistics
-    task_cfg.init_overrides = {}  # were applied when stage 2a started; its saved config already holds them
+    # Stage 2a's overrides were applied when it started (its saved config holds them); time slots are 2b's own.
+    task_cfg.init_overrides = {"time_slots": cfg.time_slots} if cfg.time_slots else {}
+    if cfg.time_slots and not StageOneConfig.load(Path(cfg.bridge) / "bridge.json").order_slots:
+        raise StarError(f"time_slots needs a slots bridge (order_slots); {cfg.bridge} has none")
     task_cfg.train = cfg.train
     torch.set_num_threads(cfg.train.threads)
     out = Path(cfg.out_dir)
@@ -235,7 +245,7 @@ def finetune_speech(config_path: str | Path) -> dict[str, Any]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "tokens": tokens, "masks": masks}, cache)
     task.condition = SpeechCondition(prompts, tokens, masks, task.condition, cfg.p_text, hidden=cfg.train_projection,
-                                     p_extra=cfg.p_extra)
+                                     p_extra=cfg.p_extra, slots=cfg.time_slots)
     if cfg.train_projection:
         task.model = ProjectionTuned(task.model, load_stage_one(cfg.bridge).train())
     out.mkdir(parents=True, exist_ok=True)
