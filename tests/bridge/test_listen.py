@@ -96,3 +96,14 @@ def test_evaluate_folder_scores_validation_and_lists_misses(tiny_model_dir, prom
     n_val = sum(1 for row in _rows(prompts_manifest) if row["split"] in ("val", "validation"))
     assert r["prompts"] == n_val and 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["map"] <= 1.0
     assert sum(r["misses"].values()) == round((1 - r["top1"]) * r["single"])
+
+
+def test_slot_accuracy_on_hand_computed_halves():
+    from star.bridge.evaluate import slot_accuracy
+
+    # prompts: "dog, then rain" (halves right), "rain, then dog" (halves swapped), a single dog (both halves
+    # dog), a single rain (second half says dog)
+    seq = np.array([[0, 1], [1, 0], [-1, -1], [-1, -1]])
+    targets = np.array([[1, 1], [1, 1], [1, 0], [0, 1]], dtype=np.float32)
+    halves = np.array([[[2, 0], [0, 2]], [[2, 0], [0, 2]], [[2, 0], [2, 0]], [[0, 2], [2, 0]]], dtype=np.float32)
+    assert slot_accuracy(halves, seq, targets, np.array([2, 3])) == {"sequences": 0.5, "single": 0.5}

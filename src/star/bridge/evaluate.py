@@ -54,19 +54,18 @@ def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict
     )
     out["misses"] = dict(misses.most_common())
     if halves is not None and model.cfg.order_slots:
-        out["slots"] = slot_accuracy(halves, rows, vocab, single)
+        out["slots"] = slot_accuracy(halves, order_targets(rows, vocab), targets, single)
     return out
 
 
-def slot_accuracy(halves: np.ndarray, rows: list[dict[str, Any]], vocab: list[str], single: np.ndarray
-                  ) -> dict[str, float]:
-    """A slots bridge's halves [n, 2, k] of event logits: the share of two-event sequences whose first half
-    names the first event and second half the second ("sequences"), and of single-event prompts whose
-    halves both name the prompt's event ("single")."""
-    seq = order_targets(rows, vocab)
+def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, single: np.ndarray) -> dict[str, float]:
+    """A slots bridge's halves [n, 2, k] of event logits: the share of two-event sequences (seq [n, 2],
+    `order_targets`) whose first half names the first event and second half the second ("sequences"), and
+    of the single-event prompts (indices `single`, targets [n, k]) whose halves both name the prompt's
+    event ("single")."""
     keep = seq[:, 0] >= 0
     top = halves.argmax(2)  # [n, 2]
-    truth = multi_hot(rows, vocab)[single].argmax(1)  # [s] the one event of each single-event prompt
+    truth = targets[single].argmax(1)  # [s] the one event of each single-event prompt
     return {
         "sequences": float((top[keep] == seq[keep]).all(1).mean()) if keep.any() else float("nan"),
         "single": float((top[single] == truth[:, None]).all(1).mean()) if len(single) else float("nan"),
