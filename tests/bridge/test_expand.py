@@ -24,3 +24,28 @@ def test_mine_keeps_close_unambiguous_words():
     emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     out = mine(words, emb, protos, ["a", "b"], min_sim=0.5, margin=0.1, per_class=5, exclude={"seen"})
     assert [w for w, _ in out["a"]] == ["near_a"] and [w for w, _ in out["b"]] == ["near_b"]
+
+
+def test_merge_mined_keeps_each_word_once_and_checks_categories(tmp_path):
+    import json
+
+    import pytest
+
+    from star.bridge.expand import merge_mined
+    from star.errors import StarError
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"dog": [["puppy", 0.6]], "rain": [["drizzle", 0.5]]}))
+    second.write_text(json.dumps({"dog": [["hound", 0.5]], "rain": [["puppy", 0.45]]}))
+    merged = merge_mined([first, second], ["dog", "rain", "rooster"])
+    assert merged == {"dog": [("puppy", 0.6), ("hound", 0.5)], "rain": [("drizzle", 0.5)], "rooster": []}
+    second.write_text(json.dumps({"cat": [["kitten", 0.7]]}))
+    with pytest.raises(StarError, match="cat"):
+        merge_mined([second], ["dog"])
+
+
+def test_is_common_drops_rare_surnames():
+    from star.bridge.expand import is_common
+
+    assert is_common("puppy", 2.3) and not is_common("barkdull", 2.3)
+    assert is_common("barkdull", 0.0)  # 0 keeps every word

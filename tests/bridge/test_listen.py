@@ -107,3 +107,28 @@ def test_slot_accuracy_on_hand_computed_halves():
     targets = np.array([[1, 1], [1, 1], [1, 0], [0, 1]], dtype=np.float32)
     halves = np.array([[[2, 0], [0, 2]], [[2, 0], [0, 2]], [[2, 0], [2, 0]], [[0, 2], [2, 0]]], dtype=np.float32)
     assert slot_accuracy(halves, seq, targets, np.array([2, 3])) == {"sequences": 0.5, "single": 0.5}
+
+
+def test_cue_strength_counts_only_words_heard_mostly_with_the_category(tmp_path):
+    import json
+
+    from star.bridge.evaluate import cue_counts, cue_strength
+
+    rows = [
+        {"caption": "a dog barking", "events": [{"category": "dog"}]},
+        {"caption": "a dog howling", "events": [{"category": "dog"}]},
+        {"caption": "a puppy", "events": [{"category": "dog"}]},
+        {"caption": "a rooster", "events": [{"category": "rooster"}]},
+        {"caption": "a rooster crowing", "events": [{"category": "rooster"}]},
+        {"caption": "a puppy show", "events": []},  # no sound asked for
+        {"caption": "a cat", "events": []},
+        {"caption": "a puppy in a scene", "events": [{"category": "dog"}, {"category": "rain"}]},  # skipped
+        {"caption": "a dog, held out", "split": "val", "events": [{"category": "dog"}]},  # skipped
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps({"speech": f"{n}.wav", **r}) + "\n" for n, r in enumerate(rows)))
+    cues = cue_counts([str(path)])
+    assert cues["a"] == {"dog": 3, "rooster": 2, "": 2} and cues["dog"] == {"dog": 2}
+    assert cue_strength("a dog barking", "dog", cues) == 2  # "a" is heard with dog 3 times, but not mostly
+    assert cue_strength("a puppy yapping", "dog", cues) == 1  # puppy: once with dog, once with no sound
+    assert cue_strength("a puppy yapping", "rooster", cues) == 0

@@ -163,6 +163,32 @@ def test_rows_without_event_loss_get_zero_weight(manifest, tmp_path):
     assert len(batch) == 7 and task.loss(task.model, batch)["loss"].isfinite()
 
 
+def test_distractor_joins_a_no_sound_utterance_to_sound_requests_only(manifest, tmp_path):
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    extra = manifest.parent / "extra_no_sound.jsonl"  # two utterances asking for no known sound
+    extra.write_text(
+        "".join(json.dumps({**r, "id": r["id"] + "n", "events": [], "split": "train"}) + "\n" for r in rows[:2])
+    )
+    cfg = _cfg(manifest, tmp_path / "run", steps=10)
+    cfg.extra_manifests = [str(extra)]
+    cfg.augment = AugmentConfig(speed=0.0, crop=0.0, time_masks=0, channel_drop=0.0, distractor=1.0)
+    task = BridgeTask(cfg)
+    ts = task.train_set
+    assert sorted(task.no_sound.tolist()) == [len(ts.rows) - 2, len(ts.rows) - 1]
+    rng = random.Random(0)
+    lengths = {len(ts.feats[j]) for j in task.no_sound}
+    for i in range(len(ts.rows)):
+        frames, mask = task._augmented(i, rng)
+        own = len(ts.feats[i])
+        if i in task.no_sound:  # a no-sound utterance is never joined to another
+            assert len(frames) == own
+        else:  # the request's own frames come first or last, untouched
+            assert len(frames) - own in lengths and mask.all()
+            assert np.array_equal(frames[:own], ts.feats[i]) or np.array_equal(frames[-own:], ts.feats[i])
+    batch = next(task.batches(0, 1))
+    assert task.loss(task.model, batch)["loss"].isfinite()
+
+
 SEQUENCES = [("dog", "rain", "a dog barks, then rain falls"), ("rain", "dog", "rain falls, then a dog barks")]
 
 

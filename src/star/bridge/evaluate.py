@@ -4,12 +4,16 @@ phrasings it misses. Uses the feature cache, so scoring a few hundred prompts ta
     python -m star.bridge.evaluate --model runs/bridge/final \
         --manifest runs/data/esc10_train/prompts.jsonl runs/data/esc10_festival/prompts.jsonl --json out.json
 The training manifest contributes its validation split only; other manifests are scored whole.
+`--heard M...` (the manifests the bridge was trained on) also splits top-1 by how often the prompt's best
+cue for its category was heard in training (`cue_strength`): never (the bridge must generalise), 1-9,
+10-99 times (synonyms), 100 or more (the category's own words in an unseen phrasing).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,8 +35,46 @@ from star.train.bridge_task import (
 )
 
 
-def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict[str, Any]:
-    """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count)."""
+def caption_words(caption: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", caption.lower()))
+
+
+def cue_counts(manifests: list[str]) -> dict[str, Counter]:
+    """For each word, in how many training prompts (train split) of `manifests` it was heard with each
+    category: word -> Counter(category -> prompts); "" counts prompts that ask for no known sound.
+    Scenes and sequences name several categories at once and are left out."""
+    out: dict[str, Counter] = {}
+    for m in manifests:
+        for r in read_manifest(m):
+            cats = row_categories(r)
+            if r.get("split", "train") == "train" and len(cats) <= 1:
+                for w in caption_words(r["caption"]):
+                    out.setdefault(w, Counter())[cats[0] if cats else ""] += 1
+    return out
+
+
+def cue_strength(caption: str, category: str, cues: dict[str, Counter]) -> int:
+    """How often the bridge heard the best cue of `caption` for `category`: the most training prompts of
+    that category any of its words was heard in, among words heard mostly (>= half) with that category
+    ("a", "the", "sound" are heard with every category, or in no-sound prompts, and cue none)."""
+    best = 0
+    for w in caption_words(caption):
+        seen = cues.get(w, Counter())
+        if seen[category] * 2 >= sum(seen.values()) > 0:
+            best = max(best, seen[category])
+    return best
+
+
+# Buckets of cue strength: (name, fewest, most training prompts).
+CUE_BUCKETS = (("no cue", 0, 0), ("1-9", 1, 9), ("10-99", 10, 99), ("100+", 100, 10**9))
+
+
+def score_rows(
+    model, rows: list[dict[str, Any]], cache_dir: str | Path, cues: dict[str, Counter] | None = None
+) -> dict[str, Any]:
+    """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count); with
+    `cues` (`cue_counts` of the training manifests) also "top1_by_cue": for each of CUE_BUCKETS, [top1,
+    prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard"."""
     vocab = model.cfg.vocab
     probs, _, halves = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
     targets = multi_hot(rows, vocab)
@@ -53,6 +95,13 @@ def score_rows(model, rows: list[dict[str, Any]], cache_dir: str | Path) -> dict
         if targets[i, probs[i].argmax()] == 0
     )
     out["misses"] = dict(misses.most_common())
+    if cues is not None:
+        strength = {i: cue_strength(rows[i]["caption"], row_categories(rows[i])[0], cues) for i in single}
+        unheard = {w for i in single for w in caption_words(rows[i]["caption"]) if w not in cues}
+        out["top1_by_cue"] = {"words_never_heard": sorted(unheard)}
+        for name, lo, hi in CUE_BUCKETS:
+            idx = [i for i in single if lo <= strength[i] <= hi]
+            out["top1_by_cue"][name] = [top1_accuracy(probs[idx], targets[idx]) if idx else float("nan"), len(idx)]
     if halves is not None and model.cfg.order_slots:
         out["slots"] = slot_accuracy(halves, order_targets(rows, vocab), targets, single)
     return out
@@ -72,7 +121,9 @@ def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, sing
     }
 
 
-def evaluate_folder(model_dir: str | Path, manifests: list[str], cache_dir: str | Path) -> dict[str, Any]:
+def evaluate_folder(
+    model_dir: str | Path, manifests: list[str], cache_dir: str | Path, cues: dict[str, Counter] | None = None
+) -> dict[str, Any]:
     model = load_stage_one(model_dir)
     result = {}
     for m in manifests:
@@ -81,7 +132,7 @@ def evaluate_folder(model_dir: str | Path, manifests: list[str], cache_dir: str 
         name = Path(m).parent.name
         if val:
             rows, name = val, f"{name}:validation"
-        result[name] = score_rows(model, rows, cache_dir)
+        result[name] = score_rows(model, rows, cache_dir, cues)
     return result
 
 
@@ -91,17 +142,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--manifest", nargs="+", required=True)
     p.add_argument("--cache", default="runs/cache/features")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--heard", nargs="+", help="the training manifests: split top-1 by how often the cue was heard")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    res = evaluate_folder(a.model, a.manifest, a.cache)
+    res = evaluate_folder(a.model, a.manifest, a.cache, cue_counts(a.heard) if a.heard else None)
     for name, r in res.items():
         per_voice = r["top1_per_voice"] if len(r["top1_per_voice"]) <= 8 else {}  # not the 100+ training voices
         voices = " ".join(f"{v}={t:.3f}" for v, t in per_voice.items())
         print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f} ({r['single']} single) {voices}")
         if "slots" in r:
             print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")
+        if "top1_by_cue" in r:
+            by_cue = r["top1_by_cue"]
+            print("   top-1 by how often the cue was heard: " + ", ".join(f"{b} {by_cue[b][0]:.3f} ({by_cue[b][1]})" for b, _, _ in CUE_BUCKETS))
+            print(f"   words never heard: {' '.join(by_cue['words_never_heard'])}")
         for miss, n in list(r["misses"].items())[:25]:
             print(f"   {n:3d}  {miss}")
     if a.json:

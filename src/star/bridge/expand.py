@@ -17,6 +17,9 @@ that names no known sound (which `listen` must answer with "no spoken sound requ
         --out runs/bridge/phrasings
     python -m star.bridge.expand --negatives --manifest runs/data/esc10_train/prompts.jsonl \
         --out runs/bridge/negatives --lexicon-cache runs/bridge/expand/lexicon_minilm.npz
+    python -m star.bridge.expand --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/expand_many \
+        --reuse-mined runs/bridge/expand/mined.json runs/bridge/expand_wf/mined.json --min-zipf 2.3 \
+        --texts-per-word 5 --renditions 2 --seed 3   # the mined words again, 10 renditions each
     python -m star.bridge.expand --oov --out runs/bridge/oov               # other sounds, training voices
     python -m star.bridge.expand --oov --test --out runs/bridge/oov_test   # held out, festival voices
 write `prompts.jsonl` (train split; `--oov --test` the test split; expansion also `mined.json`, words per
@@ -142,45 +145,26 @@ def build_expansion(
     seed: int = 0,
     lexicon: str | Path = LEXICON,
     skip_mined: str | Path | None = None,
+    reuse_mined: list[str | Path] | None = None,
+    min_zipf: float = 0.0,
 ) -> Path:
     """Mine, speak and write `out_dir/prompts.jsonl`; returns its path.
 
     `lexicon` is a festival lexicon file or "wordfreq" (the general word-frequency list, fewer names and
-    more everyday words than cmudict); `skip_mined` a previous run's mined.json whose words are skipped."""
-    from star.encoders import build_text_encoder
+    more everyday words than cmudict); `skip_mined` a previous run's mined.json whose words are skipped;
+    `reuse_mined` earlier runs' mined.json files to speak again instead of mining (more renditions of the
+    same words); `min_zipf` drops words rarer than this Zipf frequency (surnames cmudict is full of)."""
     from star.train.bridge_task import read_manifest, read_vocab
 
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rows = read_manifest(manifest)
     vocab = read_vocab(manifest, rows)
-    text = build_text_encoder("minilm")
-    if str(lexicon) == "wordfreq":
-        from star.bridge.general import frequency_words
-
-        words = sorted(set(frequency_words()))
+    if reuse_mined:
+        mined = merge_mined(reuse_mined, vocab)
     else:
-        words = lexicon_words(lexicon)
-    out.mkdir(parents=True, exist_ok=True)
-    word_emb = embed_words(words, text, out / "lexicon_minilm.npz")
-    # Words the training captions already use teach nothing new.
-    seen = {
-        w
-        for r in rows
-        if r.get("split", "train") == "train"
-        for w in re.findall(r"[a-z]+", r["caption"].lower())
-    }
-    if skip_mined is not None:
-        seen |= {w for found in json.loads(Path(skip_mined).read_text()).values() for w, _ in found}
-    mined = mine(
-        words,
-        word_emb,
-        caption_prototypes(rows, vocab, text),
-        vocab,
-        min_sim=min_sim,
-        margin=margin,
-        per_class=per_class,
-        exclude=seen | proper_nouns(),
-    )
+        mined = mine_lexicon(rows, vocab, out, per_class, min_sim, margin, lexicon, skip_mined)
+    mined = {c: [(w, s) for w, s in found if is_common(w, min_zipf)] for c, found in mined.items()}
     (out / "mined.json").write_text(json.dumps(mined, indent=1) + "\n")
     rng = np.random.default_rng(seed)
     jobs = []
@@ -192,6 +176,72 @@ def build_expansion(
     path = out / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     return path
+
+
+def merge_mined(paths: list[str | Path], vocab: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """The union of earlier runs' mined.json (each word once, under its first category)."""
+    out: dict[str, list[tuple[str, float]]] = {c: [] for c in vocab}
+    done: set[str] = set()
+    for path in paths:
+        for cat, found in json.loads(Path(path).read_text()).items():
+            if cat not in out:
+                raise StarError(f"{path}: category {cat!r} is not in the manifest's vocabulary")
+            out[cat] += [(w, s) for w, s in found if w not in done]
+            done |= {w for w, _ in found}
+    return out
+
+
+def is_common(word: str, min_zipf: float) -> bool:
+    """Whether `word` is at least as frequent as `min_zipf` in wordfreq's English list (0: always)."""
+    if min_zipf <= 0:
+        return True
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:
+        raise StarError("--min-zipf needs `wordfreq` (pip install wordfreq)") from None
+    return zipf_frequency(word, "en") >= min_zipf
+
+
+def mine_lexicon(
+    rows: list[dict],
+    vocab: list[str],
+    out: Path,
+    per_class: int,
+    min_sim: float,
+    margin: float,
+    lexicon: str | Path,
+    skip_mined: str | Path | None,
+) -> dict[str, list[tuple[str, float]]]:
+    """Mine the lexicon for words near one category's training captions (see `mine`)."""
+    from star.encoders import build_text_encoder
+
+    text = build_text_encoder("minilm")
+    if str(lexicon) == "wordfreq":
+        from star.bridge.general import frequency_words
+
+        words = sorted(set(frequency_words()))
+    else:
+        words = lexicon_words(lexicon)
+    word_emb = embed_words(words, text, out / "lexicon_minilm.npz")
+    # Words the training captions already use teach nothing new.
+    seen = {
+        w
+        for r in rows
+        if r.get("split", "train") == "train"
+        for w in re.findall(r"[a-z]+", r["caption"].lower())
+    }
+    if skip_mined is not None:
+        seen |= {w for found in json.loads(Path(skip_mined).read_text()).values() for w, _ in found}
+    return mine(
+        words,
+        word_emb,
+        caption_prototypes(rows, vocab, text),
+        vocab,
+        min_sim=min_sim,
+        margin=margin,
+        per_class=per_class,
+        exclude=seen | proper_nouns(),
+    )
 
 
 def speak_rows(
@@ -343,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lexicon-cache", help="an existing lexicon_minilm.npz (embedding the lexicon is slow)")
     p.add_argument("--lexicon", default=str(LEXICON), help='a festival lexicon file, or "wordfreq"')
     p.add_argument("--skip-mined", help="mined.json of an earlier expansion: its words are not spoken again")
+    p.add_argument(
+        "--reuse-mined", nargs="+", help="mined.json files of earlier expansions: speak their words again, no mining"
+    )
+    p.add_argument("--min-zipf", type=float, default=0.0, help="drop words rarer than this (wordfreq Zipf scale)")
     a = p.parse_args(argv)
     import torch
 
@@ -374,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
         seed=a.seed,
         lexicon=a.lexicon,
         skip_mined=a.skip_mined,
+        reuse_mined=a.reuse_mined,
+        min_zipf=a.min_zipf,
     )
     print(path)
 

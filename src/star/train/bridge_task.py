@@ -42,6 +42,9 @@ class AugmentConfig(JsonConfig):
     time_mask_frac: float = 0.08  # longest span, as a share of the prompt
     channel_drop: float = 0.1  # probability of zeroing each feature channel (per item)
     noise: float = 0.0  # gaussian noise, as a share of the frames' std
+    # Chance that a sound request gets the frames of a no-sound utterance joined before or after it, so
+    # words the bridge does not know ("... beating the air") stop pulling it towards some category.
+    distractor: float = 0.0
 
     def apply(self, x: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
         """x [t, d] float -> (augmented frames [t', d] float32, mask [t'] bool)."""
@@ -207,6 +210,13 @@ def collate(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, t
     return frames, mask
 
 
+def join_frames(
+    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (frames [t, d], mask [t]) items, one after the other."""
+    return np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+
+
 @dataclass
 class PromptSet:
     """Prompts with their cached frames, targets and caption ids."""
@@ -307,6 +317,9 @@ class BridgeTask:
             return PromptSet(part, feats, multi_hot(part, vocab), ids, weight, order_targets(part, vocab))
 
         self.train_set = prompt_set(train_rows, True)
+        # No-sound utterances with an event loss (all-zero targets): the distractors of AugmentConfig.
+        ts = self.train_set
+        self.no_sound = np.flatnonzero((ts.targets.sum(1) == 0) & (ts.bce_weight > 0))
         # Category centroids of the training captions in the text space: the "zero-shot" read-out of the
         # aligned embedding, logged beside the event head's top-1 (a diagnostic, not what listen uses).
         cents = []
@@ -350,12 +363,21 @@ class BridgeTask:
                 rng.shuffle(perm)
                 order.extend(perm[rank::world] if world > 1 else perm)
             idx, order = order[: self.cfg.batch_size], order[self.cfg.batch_size :]
-            frames, mask = collate([self.cfg.augment.apply(self.train_set.feats[i], rng) for i in idx])
+            frames, mask = collate([self._augmented(i, rng) for i in idx])
             ids = torch.from_numpy(self.train_set.caption_ids[idx])
             targets = torch.from_numpy(self.train_set.targets[idx])
             weight = torch.from_numpy(self.train_set.bce_weight[idx])
             first_second = torch.from_numpy(self.train_set.order[idx])
             yield (frames, mask, targets, self.caption_emb[ids], ids, weight, first_second)
+
+    def _augmented(self, i: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt i's augmented frames and mask, joined with a no-sound utterance's (`distractor`)."""
+        aug, ts = self.cfg.augment, self.train_set
+        item = aug.apply(ts.feats[i], rng)
+        if aug.distractor > 0 and len(self.no_sound) and ts.targets[i].any() and rng.random() < aug.distractor:
+            other = aug.apply(ts.feats[int(self.no_sound[rng.randrange(len(self.no_sound))])], rng)
+            item = join_frames(other, item) if rng.random() < 0.5 else join_frames(item, other)
+        return item
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         frames, mask, targets, cap_emb, ids, weight, order = batch
