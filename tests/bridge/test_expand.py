@@ -1,5 +1,7 @@
 """Lexicon expansion: parsing festival lexicons and mining words near exactly one category."""
 
+import re
+
 import numpy as np
 
 from star.bridge.expand import lexicon_words, mine, proper_nouns
@@ -49,3 +51,21 @@ def test_is_common_drops_rare_surnames():
 
     assert is_common("puppy", 2.3) and not is_common("barkdull", 2.3)
     assert is_common("barkdull", 0.0)  # 0 keeps every word
+
+
+def test_context_jobs_use_training_shapes_only():
+    from star.bridge.expand import context_jobs
+    from star.data.captions import default_captions
+
+    caps = default_captions()
+    jobs = context_jobs("toddler", "crying_baby", ["dog", "rain", "crying_baby"], np.random.default_rng(0))
+    singles = [text for cats, text in jobs if cats == ["crying_baby"]]
+    assert singles == caps.phrasings("toddler")  # every generic training request shape, once
+    scenes = [(cats, text) for cats, text in jobs if len(cats) == 2]
+    assert len(scenes) == len(caps.scene_templates("overlay", 2))
+    for cats, text in scenes:  # the word beside another category's sound; both are targets
+        assert "crying_baby" in cats and set(cats) - {"crying_baby"} <= {"dog", "rain"} and "toddler" in text
+    # The literal words of the held-out shapes ("mixed with", "I want to hear") never occur.
+    held_out = caps.scene_templates("overlay", 2, held_out=True) + caps.phrasings("{name}", held_out=True)
+    pieces = {piece.strip() for t in held_out for piece in re.split(r"\{[^}]*\}", t) if piece.strip()}
+    assert pieces and not any(piece in text for piece in pieces for _, text in jobs)

@@ -147,13 +147,15 @@ def build_expansion(
     skip_mined: str | Path | None = None,
     reuse_mined: list[str | Path] | None = None,
     min_zipf: float = 0.0,
+    contexts: bool = False,
 ) -> Path:
     """Mine, speak and write `out_dir/prompts.jsonl`; returns its path.
 
     `lexicon` is a festival lexicon file or "wordfreq" (the general word-frequency list, fewer names and
     more everyday words than cmudict); `skip_mined` a previous run's mined.json whose words are skipped;
     `reuse_mined` earlier runs' mined.json files to speak again instead of mining (more renditions of the
-    same words); `min_zipf` drops words rarer than this Zipf frequency (surnames cmudict is full of)."""
+    same words); `min_zipf` drops words rarer than this Zipf frequency (surnames cmudict is full of);
+    `contexts` speaks each word in the training captions' own shapes instead (`context_jobs`)."""
     from star.train.bridge_task import read_manifest, read_vocab
 
     out = Path(out_dir)
@@ -170,12 +172,35 @@ def build_expansion(
     jobs = []
     for cat, found in mined.items():
         for word, _ in found:
+            if contexts:
+                jobs += [job for job in context_jobs(word, cat, vocab, rng) for _ in range(renditions)]
+                continue
             for t in rng.choice(len(TEMPLATES), size=texts_per_word, replace=False):
                 jobs += [([cat], TEMPLATES[t].format(w=word))] * renditions
     lines = speak_rows(jobs, out, "x", seed, "lexicon-expansion")
     path = out / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     return path
+
+
+def context_jobs(word: str, category: str, vocab: list[str], rng: np.random.Generator) -> list[tuple[list[str], str]]:
+    """A mined word in every training request shape of captions.json ("I'd like to hear {name}", ...) and in
+    every two-event overlay template beside another category's sound (both are the targets): the sentences
+    the category's own words are heard in, rather than five carrier phrases. Held-out shapes are never used."""
+    from star.data.captions import Phrase, default_captions
+
+    caps = default_captions()
+    # An unknown category's phrasings are the generic training request shapes filled with its name.
+    jobs = [([category], text) for text in caps.phrasings(word)] if word not in caps.known_categories else []
+    others = [c for c in vocab if c != category]
+    for template in caps.scene_templates("overlay", 2):
+        other = others[int(rng.integers(len(others)))]
+        slots = [(category, Phrase(noun=word, clause=word)), (other, caps.phrase(other))]
+        if rng.random() < 0.5:
+            slots.reverse()
+        (ca, a), (cb, b) = slots
+        jobs.append(([ca, cb], template.format(a=a, b=b)))
+    return jobs
 
 
 def merge_mined(paths: list[str | Path], vocab: list[str]) -> dict[str, list[tuple[str, float]]]:
@@ -275,7 +300,7 @@ def speak_rows(
             {
                 "id": f"{prefix}-{n:05d}",
                 "caption": caption,
-                "kind": "single" if cats else "none",
+                "kind": "none" if not cats else "single" if len(cats) == 1 else "overlay",
                 "split": split,
                 "speech": name,
                 "events": [{"category": c, "onset": 0.0, "offset": 5.0} for c in cats],
@@ -396,6 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--reuse-mined", nargs="+", help="mined.json files of earlier expansions: speak their words again, no mining"
     )
+    p.add_argument(
+        "--contexts", action="store_true", help="speak mined words in the training captions' shapes and scenes"
+    )
     p.add_argument("--min-zipf", type=float, default=0.0, help="drop words rarer than this (wordfreq Zipf scale)")
     a = p.parse_args(argv)
     import torch
@@ -430,6 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         skip_mined=a.skip_mined,
         reuse_mined=a.reuse_mined,
         min_zipf=a.min_zipf,
+        contexts=a.contexts,
     )
     print(path)
 
