@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from star.bridge.model import load_stage_one
+from star.data.captions import words as caption_words
 from star.train.bridge_task import (
     VAL_SPLITS,
     load_features,
@@ -33,10 +33,6 @@ from star.train.bridge_task import (
     top1_accuracy,
     voice_name,
 )
-
-
-def caption_words(caption: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", caption.lower()))
 
 
 def cue_counts(manifests: list[str]) -> dict[str, Counter]:

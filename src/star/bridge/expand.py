@@ -238,6 +238,7 @@ def mine_lexicon(
     skip_mined: str | Path | None,
 ) -> dict[str, list[tuple[str, float]]]:
     """Mine the lexicon for words near one category's training captions (see `mine`)."""
+    from star.data.captions import words as caption_words
     from star.encoders import build_text_encoder
 
     text = build_text_encoder("minilm")
@@ -253,7 +254,7 @@ def mine_lexicon(
         w
         for r in rows
         if r.get("split", "train") == "train"
-        for w in re.findall(r"[a-z]+", r["caption"].lower())
+        for w in caption_words(r["caption"])
     }
     if skip_mined is not None:
         seen |= {w for found in json.loads(Path(skip_mined).read_text()).values() for w, _ in found}
