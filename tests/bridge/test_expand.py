@@ -59,13 +59,58 @@ def test_context_jobs_use_training_shapes_only():
 
     caps = default_captions()
     jobs = context_jobs("toddler", "crying_baby", ["dog", "rain", "crying_baby"], np.random.default_rng(0))
-    singles = [text for cats, text in jobs if cats == ["crying_baby"]]
+    singles = [text for cats, text, kind in jobs if kind == "single"]
     assert singles == caps.phrasings("toddler")  # every generic training request shape, once
-    scenes = [(cats, text) for cats, text in jobs if len(cats) == 2]
-    assert len(scenes) == len(caps.scene_templates("overlay", 2))
+    scenes = [(cats, text) for cats, text, kind in jobs if kind == "overlay"]
+    assert len(scenes) == len(jobs) - len(singles) == len(caps.scene_templates("overlay", 2))
     for cats, text in scenes:  # the word beside another category's sound; both are targets
         assert "crying_baby" in cats and set(cats) - {"crying_baby"} <= {"dog", "rain"} and "toddler" in text
     # The literal words of the held-out shapes ("mixed with", "I want to hear") never occur.
     held_out = caps.scene_templates("overlay", 2, held_out=True) + caps.phrasings("{name}", held_out=True)
     pieces = {piece.strip() for t in held_out for piece in re.split(r"\{[^}]*\}", t) if piece.strip()}
-    assert pieces and not any(piece in text for piece in pieces for _, text in jobs)
+    assert pieces and not any(piece in text for piece in pieces for _, text, _ in jobs)
+
+
+def test_context_jobs_sequences_name_events_in_time_order():
+    from star.bridge.expand import context_jobs
+    from star.data.captions import default_captions
+
+    caps = default_captions()
+    jobs = context_jobs("hound", "dog", ["dog", "rain"], np.random.default_rng(1), ("sequence", "repeat"))
+    sequences = [(cats, text) for cats, text, kind in jobs if kind == "sequence"]
+    assert len(sequences) == len(caps.scene_templates("sequence", 2))
+    rain = caps.phrase("rain")
+    for cats, text in sequences:  # categories listed in the order the caption names them
+        first = text.index("hound") < text.index(rain.noun if rain.noun in text else rain.clause)
+        assert cats == (["dog", "rain"] if first else ["rain", "dog"]), text
+    assert {tuple(cats) for cats, _ in sequences} == {("dog", "rain"), ("rain", "dog")}  # both orders occur
+    repeats = [(cats, text) for cats, text, kind in jobs if kind == "repeat"]
+    assert len(repeats) == len(caps.scene_templates("repeat", 1))
+    assert all(cats == ["dog"] and "hound" in text for cats, text in repeats)
+    assert not any(kind == "overlay" for _, _, kind in jobs)
+
+
+def test_speak_rows_write_kinds_and_time_ordered_events(tmp_path):
+    import shutil
+
+    import pytest
+
+    from star.audio.io import load_audio
+    from star.bridge.expand import speak_rows
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    jobs = [
+        (["rain", "dog"], "rain falls, then a hound", "sequence"),
+        (["dog", "rain"], "a hound over rain falling"),  # no kind: two categories are an overlay
+        (["dog"], "a hound"),
+    ]
+    rows = speak_rows(jobs, tmp_path, "t", 0, "test", voices=["espeak"])
+    assert [r["kind"] for r in rows] == ["sequence", "overlay", "single"]
+    assert [(e["category"], e["onset"], e["offset"]) for e in rows[0]["events"]] == [
+        ("rain", 0.0, 2.5),
+        ("dog", 2.5, 5.0),
+    ]
+    assert all(e["onset"] == 0.0 and e["offset"] == 5.0 for e in rows[1]["events"])
+    for r in rows:  # each caption was really spoken
+        assert load_audio(tmp_path / r["speech"]).shape[-1] > 8000

@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from star.data.captions import SCENE_KINDS
+from star.data.manifest import write_jsonl
 from star.errors import StarError
 
 LEXICON = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
@@ -148,6 +150,7 @@ def build_expansion(
     reuse_mined: list[str | Path] | None = None,
     min_zipf: float = 0.0,
     contexts: bool = False,
+    context_scenes: tuple[str, ...] = ("overlay",),
 ) -> Path:
     """Mine, speak and write `out_dir/prompts.jsonl`; returns its path.
 
@@ -155,7 +158,8 @@ def build_expansion(
     more everyday words than cmudict); `skip_mined` a previous run's mined.json whose words are skipped;
     `reuse_mined` earlier runs' mined.json files to speak again instead of mining (more renditions of the
     same words); `min_zipf` drops words rarer than this Zipf frequency (surnames cmudict is full of);
-    `contexts` speaks each word in the training captions' own shapes instead (`context_jobs`)."""
+    `contexts` speaks each word in the training captions' own shapes instead (`context_jobs`), and in the
+    scene templates of `context_scenes`."""
     from star.train.bridge_task import read_manifest, read_vocab
 
     out = Path(out_dir)
@@ -173,33 +177,44 @@ def build_expansion(
     for cat, found in mined.items():
         for word, _ in found:
             if contexts:
-                jobs += [job for job in context_jobs(word, cat, vocab, rng) for _ in range(renditions)]
+                jobs += [job for job in context_jobs(word, cat, vocab, rng, context_scenes) for _ in range(renditions)]
                 continue
             for t in rng.choice(len(TEMPLATES), size=texts_per_word, replace=False):
                 jobs += [([cat], TEMPLATES[t].format(w=word))] * renditions
-    lines = speak_rows(jobs, out, "x", seed, "lexicon-expansion")
-    path = out / "prompts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return path
+    return write_jsonl(out / "prompts.jsonl", speak_rows(jobs, out, "x", seed, "lexicon-expansion"))
 
 
-def context_jobs(word: str, category: str, vocab: list[str], rng: np.random.Generator) -> list[tuple[list[str], str]]:
+def context_jobs(
+    word: str,
+    category: str,
+    vocab: list[str],
+    rng: np.random.Generator,
+    scenes: tuple[str, ...] = ("overlay",),
+) -> list[tuple[list[str], str, str]]:
     """A mined word in every training request shape of captions.json ("I'd like to hear {name}", ...) and in
-    every two-event overlay template beside another category's sound (both are the targets): the sentences
-    the category's own words are heard in, rather than five carrier phrases. Held-out shapes are never used."""
-    from star.data.captions import Phrase, default_captions
+    every training scene template of `scenes` ("overlay", "sequence": two events, beside another category's
+    sound, both the targets, in a random order; "repeat": the word alone, a random count): the sentences the
+    category's own words are heard in, rather than five carrier phrases. Held-out shapes are never used.
+    Jobs are (categories in caption order, caption, manifest kind)."""
+    from star.data.captions import TIMES, Phrase, default_captions
 
     caps = default_captions()
     # An unknown category's phrasings are the generic training request shapes filled with its name.
-    jobs = [([category], text) for text in caps.phrasings(word)] if word not in caps.known_categories else []
+    jobs = [([category], text, "single") for text in caps.phrasings(word)] if word not in caps.known_categories else []
     others = [c for c in vocab if c != category]
-    for template in caps.scene_templates("overlay", 2):
-        other = others[int(rng.integers(len(others)))]
-        slots = [(category, Phrase(noun=word, clause=word)), (other, caps.phrase(other))]
-        if rng.random() < 0.5:
-            slots.reverse()
-        (ca, a), (cb, b) = slots
-        jobs.append(([ca, cb], template.format(a=a, b=b)))
+    mined = Phrase(noun=word, clause=word)
+    for kind in scenes:
+        for template in caps.scene_templates(kind, 1 if kind == "repeat" else 2):
+            if kind == "repeat":
+                times, count = TIMES[int(rng.choice(sorted(TIMES)))]
+                jobs.append(([category], template.format(a=mined, times=times, count=count), kind))
+                continue
+            other = others[int(rng.integers(len(others)))]
+            slots = [(category, mined), (other, caps.phrase(other))]
+            if rng.random() < 0.5:
+                slots.reverse()
+            (ca, a), (cb, b) = slots
+            jobs.append(([ca, cb], template.format(a=a, b=b), kind))
     return jobs
 
 
@@ -271,7 +286,7 @@ def mine_lexicon(
 
 
 def speak_rows(
-    jobs: list[tuple[list[str], str]],
+    jobs: list[tuple[list[str], str]] | list[tuple[list[str], str, str]],
     out: Path,
     prefix: str,
     seed: int,
@@ -279,8 +294,10 @@ def speak_rows(
     voices: list[str] | None = None,
     split: str = "train",
 ) -> list[dict]:
-    """Speak (categories, caption) jobs -> manifest rows. Training voices (the default) get waveform
-    augmentation; held-out festival voices are spoken plainly, as the test prompts are."""
+    """Speak (categories, caption[, kind]) jobs -> manifest rows. Without a kind, one category is a
+    "single" request and several an "overlay"; a "sequence" lists its events in time order, each in its
+    share of a 5 s clip. Training voices (the default) get waveform augmentation; held-out festival voices
+    are spoken plainly, as the test prompts are."""
     from star.audio.io import write_wav
     from star.data.augment import AugmentConfig, augment
     from star.data.tts import is_held_out, plan_renditions, resolve_voices, synthesize
@@ -290,9 +307,10 @@ def speak_rows(
     plain = is_held_out(chosen)
     renditions = plan_renditions(chosen, len(jobs), rng)
     rows = []
-    for n, ((cats, caption), rendition) in enumerate(
-        tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")
-    ):
+    for n, (job, rendition) in enumerate(tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")):
+        cats, caption = job[0], job[1]
+        kind = job[2] if len(job) > 2 else "none" if not cats else "single" if len(cats) == 1 else "overlay"
+        share = 5.0 / len(cats) if kind == "sequence" else 0.0
         wav = synthesize(caption, rendition, out / "tts_cache")
         wav, params = (wav, {}) if plain else augment(wav, rng, AugmentConfig())
         name = f"speech/{prefix}{n:05d}.wav"
@@ -301,10 +319,13 @@ def speak_rows(
             {
                 "id": f"{prefix}-{n:05d}",
                 "caption": caption,
-                "kind": "none" if not cats else "single" if len(cats) == 1 else "overlay",
+                "kind": kind,
                 "split": split,
                 "speech": name,
-                "events": [{"category": c, "onset": 0.0, "offset": 5.0} for c in cats],
+                "events": [
+                    {"category": c, "onset": i * share, "offset": (i + 1) * share if share else 5.0}
+                    for i, c in enumerate(cats)
+                ],
                 **rendition.to_dict(),
                 "augment": params,
                 "source": source,
@@ -325,11 +346,7 @@ def build_phrasings(manifest: str | Path, out_dir: str | Path, *, renditions: in
     jobs = [([c], text) for c in vocab for text in caps.extra(c) for _ in range(renditions)]
     if not jobs:
         raise StarError(f"no extra phrasings for the categories of {manifest}")
-    path = out / "prompts.jsonl"
-    path.write_text(
-        "".join(json.dumps(r) + "\n" for r in speak_rows(jobs, out, "p", seed, "extra-phrasings"))
-    )
-    return path
+    return write_jsonl(out / "prompts.jsonl", speak_rows(jobs, out, "p", seed, "extra-phrasings"))
 
 
 def build_negatives(
@@ -358,11 +375,7 @@ def build_negatives(
     jobs = [
         ([], NEGATIVE_TEMPLATES[k % len(NEGATIVE_TEMPLATES)].format(w=w)) for k, w in enumerate(pool[:words])
     ]
-    path = out / "prompts.jsonl"
-    path.write_text(
-        "".join(json.dumps(r) + "\n" for r in speak_rows(jobs, out, "n", seed, "lexicon-negative"))
-    )
-    return path
+    return write_jsonl(out / "prompts.jsonl", speak_rows(jobs, out, "n", seed, "lexicon-negative"))
 
 
 def oov_phrasings(which: str) -> list[str]:
@@ -390,9 +403,7 @@ def build_oov(out_dir: str | Path, *, test: bool = False, renditions: int = 6, s
         jobs, out, "o", seed, "oov-request",
         voices=["festival"] if test else None, split="test" if test else "train",
     )
-    path = out / "prompts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(out / "prompts.jsonl", rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -424,6 +435,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--contexts", action="store_true", help="speak mined words in the training captions' shapes and scenes"
+    )
+    p.add_argument(
+        "--context-scenes",
+        nargs="+",
+        choices=SCENE_KINDS,
+        default=["overlay"],
+        help="with --contexts: the scene templates to speak the words in (default: overlay)",
     )
     p.add_argument("--min-zipf", type=float, default=0.0, help="drop words rarer than this (wordfreq Zipf scale)")
     a = p.parse_args(argv)
@@ -460,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         reuse_mined=a.reuse_mined,
         min_zipf=a.min_zipf,
         contexts=a.contexts,
+        context_scenes=tuple(a.context_scenes),
     )
     print(path)
 

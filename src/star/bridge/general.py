@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from star.config import check_part, parse_part
+from star.data.manifest import write_jsonl
 from star.errors import StarError
 
 # One-word and two-word neutral carriers: ordinary things people say to an assistant.
@@ -203,9 +204,7 @@ def build_general(
         "examples": {c: [t for t, lab in zip(texts, labels) if lab == [c]][:20] for c in vocab},
     }
     (out / "teacher.json").write_text(json.dumps(report, indent=1) + "\n")
-    path = out / "prompts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return path
+    return write_jsonl(out / "prompts.jsonl", lines)
 
 
 def main(argv: list[str] | None = None) -> None:
