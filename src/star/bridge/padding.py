@@ -8,7 +8,7 @@ learns that such words do not change the sound asked for. The words come from fe
 part-of-speech lexicon, limited to wordfreq's common words; held-out phrasings are never used.
 
     python -m star.bridge.padding --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/padded \
-        --per-category 300 --mined runs/bridge/expand_contexts/mined.json
+        --per-category 400 --mined runs/bridge/expand_contexts/mined.json
 writes `out/prompts.jsonl` (train split, training voices).
 """
 
@@ -119,7 +119,7 @@ def build_padded(
     manifest: str | Path,
     out_dir: str | Path,
     *,
-    per_category: int = 300,
+    per_category: int = 400,
     mined: str | Path | None = None,
     top: int = 20000,
     max_sim: float = 0.25,
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Speak known requests padded with neutral words (stage-1 set)")
     p.add_argument("--manifest", required=True, help="training prompts manifest (vocab + training captions)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--per-category", type=int, default=300)
+    p.add_argument("--per-category", type=int, default=400)
     p.add_argument("--mined", help="a mined.json of star.bridge.expand: pad its synonyms too")
     p.add_argument("--top", type=int, default=20000, help="neutral words come from this many common words")
     p.add_argument("--max-sim", type=float, default=0.25, help="neutral: MiniLM similarity below this")
