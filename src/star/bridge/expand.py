@@ -65,18 +65,22 @@ def lexicon_words(path: str | Path = LEXICON) -> list[str]:
     return sorted({m.group(1) for m in re.finditer(r'^\("([a-z]{3,16})" ', text, re.MULTILINE)})
 
 
-def proper_nouns(path: str | Path = POS_LEXICON) -> set[str]:
-    """Words tagged only as proper nouns (nnp/nnps) in a festival POS lexicon; empty if it is missing."""
+def pos_tags(path: str | Path = POS_LEXICON) -> dict[str, dict[str, float]]:
+    """word -> {tag: log probability} of a festival POS lexicon; empty if the file is missing."""
     path = Path(path)
     if not path.is_file():
-        return set()
-    out = set()
-    for m in re.finditer(
-        r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE
-    ):
-        if set(re.findall(r"\((\w+) ", m.group(2))) <= {"nnp", "nnps"}:
-            out.add(m.group(1))
-    return out
+        return {}
+    return {
+        m.group(1): {tag: float(logp) for tag, logp in re.findall(r"\((\w+) ([-\d.]+)\)", m.group(2))}
+        for m in re.finditer(
+            r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE
+        )
+    }
+
+
+def proper_nouns(path: str | Path = POS_LEXICON) -> set[str]:
+    """Words tagged only as proper nouns (nnp/nnps) in a festival POS lexicon; empty if it is missing."""
+    return {w for w, tags in pos_tags(path).items() if set(tags) <= {"nnp", "nnps"}}
 
 
 def embed_words(words: list[str], text_encoder, cache_file: str | Path | None = None) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +32,11 @@ ARTICLES = ("a", "an", "the")
 def pos_pools(words: list[str], path: str | Path) -> dict[str, list[str]]:
     """`words` grouped by their most likely tag in a festival POS lexicon: "jj" adjectives, "nn" nouns,
     "vbg" -ing verbs (other tags are dropped)."""
-    path = Path(path)
-    if not path.is_file():
+    from star.bridge.expand import pos_tags
+
+    if not Path(path).is_file():
         raise StarError(f"{path}: POS lexicon not found (apt-get install festlex-poslex)")
-    best: dict[str, str] = {}
-    for m in re.finditer(
-        r'^\("([a-z]+)" \(((?:\(\w+ [-\d.]+\) )+)\)', path.read_text(encoding="latin-1"), re.MULTILINE
-    ):
-        tags = re.findall(r"\((\w+) ([-\d.]+)\)", m.group(2))
-        best[m.group(1)] = max(tags, key=lambda t: float(t[1]))[0]
+    best = {w: max(tags, key=tags.__getitem__) for w, tags in pos_tags(path).items()}
     pools: dict[str, list[str]] = {"jj": [], "nn": [], "vbg": []}
     for w in words:
         if best.get(w) in pools:
