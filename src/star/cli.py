@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace the shards already in --out")
 
     p = sub.add_parser("train", help="train a stage from a JSON config (resumes from its last checkpoint)")
-    p.add_argument("stage", choices=["bridge", "generator", "vocoder"])
+    p.add_argument("stage", choices=["bridge", "phonetic", "generator", "vocoder"])
     p.add_argument("--config", type=Path, required=True)
 
     p = sub.add_parser("eval", help="generate for every prompt of a manifest and score the results")
@@ -181,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise StarError(f"{args.config}: no such config file")
     if args.stage == "bridge":
         from star.train.bridge_task import train_bridge as train
+    elif args.stage == "phonetic":
+        from star.train.phonetic_task import train_phonetic as train
     elif args.stage == "generator":
         from star.train.speech_condition import train_any_generator as train
     else:

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from star.bridge.model import load_stage_one
+from star.bridge.phonetic import WEIGHTS_NAME, fuse, load_phonetic
 from star.data.captions import words as caption_words
+from star.errors import StarError
 from star.train.bridge_task import (
     VAL_SPLITS,
+    collate,
     load_features,
     mean_average_precision,
     multi_hot,
@@ -66,14 +69,22 @@ CUE_BUCKETS = (("no cue", 0, 0), ("1-9", 1, 9), ("10-99", 10, 99), ("100+", 100,
 
 
 def score_rows(
-    model, rows: list[dict[str, Any]], cache_dir: str | Path, cues: dict[str, Counter] | None = None
+    model, rows: list[dict[str, Any]], cache_dir: str | Path, cues: dict[str, Counter] | None = None,
+    phonetic=None, fusion_weights: list[float] | None = None,
 ) -> dict[str, Any]:
     """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count); with
     `cues` (`cue_counts` of the training manifests) also "top1_by_cue": for each of CUE_BUCKETS, [top1,
-    prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard"."""
+    prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard".
+    With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP) and "fused"
+    (both routes, at the reader's fusion weight and each of `fusion_weights`); the headline figures and
+    misses are then the fused ones."""
     vocab = model.cfg.vocab
-    probs, _, halves = predict_features(model, load_features(rows, model.cfg.speech_encoder, cache_dir))
+    feats = load_features(rows, model.cfg.speech_encoder, cache_dir)
+    probs, _, halves = predict_features(model, feats)
     targets = multi_hot(rows, vocab)
+    phonetic_figures = None
+    if phonetic is not None:
+        probs, phonetic_figures = fuse_routes(phonetic, feats, probs, targets, vocab, fusion_weights or [])
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
         "prompts": len(rows),
@@ -91,6 +102,8 @@ def score_rows(
         if targets[i, probs[i].argmax()] == 0
     )
     out["misses"] = dict(misses.most_common())
+    if phonetic_figures is not None:
+        out.update(phonetic_figures)
     if cues is not None:
         strength = {i: cue_strength(rows[i]["caption"], row_categories(rows[i])[0], cues) for i in single}
         unheard = {w for i in single for w in caption_words(rows[i]["caption"]) if w not in cues}
@@ -101,6 +114,24 @@ def score_rows(
     if halves is not None and model.cfg.order_slots:
         out["slots"] = slot_accuracy(halves, order_targets(rows, vocab), targets, single)
     return out
+
+
+def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: np.ndarray, vocab: list[str],
+                weights: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The bridge's probabilities [n, k] fused with the phonetic route's similarities; returns the fused
+    scores (at the reader's weight) and {"bridge", "phonetic", "fused": {weight: ...}} top-1 and mAP."""
+    if list(phonetic.cfg.vocab) != list(vocab):
+        raise StarError("the phonetic reader and the bridge have different event vocabularies")
+    sims = np.concatenate([phonetic.similarities(*collate([(f, np.ones(len(f), dtype=bool)) for f in feats[s : s + 64]])).numpy()
+                           for s in range(0, len(feats), 64)])
+    single = targets.sum(1) == 1
+
+    def figures(scores: np.ndarray) -> dict[str, float]:
+        return {"top1": top1_accuracy(scores[single], targets[single]), "map": mean_average_precision(scores, targets)}
+
+    weight = phonetic.cfg.fusion_weight
+    fused = {str(w): figures(fuse(probs, sims, w)) for w in sorted({weight, *weights})}
+    return fuse(probs, sims, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
 
 
 def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, single: np.ndarray) -> dict[str, float]:
@@ -118,9 +149,11 @@ def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, sing
 
 
 def evaluate_folder(
-    model_dir: str | Path, manifests: list[str], cache_dir: str | Path, cues: dict[str, Counter] | None = None
+    model_dir: str | Path, manifests: list[str], cache_dir: str | Path, cues: dict[str, Counter] | None = None,
+    phonetic_dir: str | Path | None = None, fusion_weights: list[float] | None = None,
 ) -> dict[str, Any]:
     model = load_stage_one(model_dir)
+    phonetic = load_phonetic(phonetic_dir) if phonetic_dir else None
     result = {}
     for m in manifests:
         rows = read_manifest(m)
@@ -128,7 +161,7 @@ def evaluate_folder(
         name = Path(m).parent.name
         if val:
             rows, name = val, f"{name}:validation"
-        result[name] = score_rows(model, rows, cache_dir, cues)
+        result[name] = score_rows(model, rows, cache_dir, cues, phonetic, fusion_weights)
     return result
 
 
@@ -139,15 +172,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", default="runs/cache/features")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--heard", nargs="+", help="the training manifests: split top-1 by how often the cue was heard")
+    p.add_argument("--phonetic", help="a phonetic reader folder (star train phonetic): fuse both routes")
+    p.add_argument("--fusion-weights", nargs="+", type=float, default=[], help="also score these fusion weights")
+    p.add_argument("--choose-fusion-weight", action="store_true",
+                   help="write the weight with the best validation top-1 (then mAP) into the phonetic folder's config")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    res = evaluate_folder(a.model, a.manifest, a.cache, cue_counts(a.heard) if a.heard else None)
+    res = evaluate_folder(a.model, a.manifest, a.cache, cue_counts(a.heard) if a.heard else None, a.phonetic,
+                          a.fusion_weights)
     for name, r in res.items():
         per_voice = r["top1_per_voice"] if len(r["top1_per_voice"]) <= 8 else {}  # not the 100+ training voices
         voices = " ".join(f"{v}={t:.3f}" for v, t in per_voice.items())
         print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f} ({r['single']} single) {voices}")
+        if "fused" in r:
+            print("   bridge alone: top-1 {top1:.3f} mAP {map:.3f}; ".format(**r["bridge"])
+                  + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"]))
+            print("   fused, by weight: " + ", ".join(f"{w}: top-1 {f['top1']:.3f} mAP {f['map']:.3f}" for w, f in r["fused"].items()))
         if "slots" in r:
             print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")
         if "top1_by_cue" in r:
@@ -158,6 +200,22 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   {n:3d}  {miss}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    if a.choose_fusion_weight:
+        print(f"fusion weight chosen on validation: {choose_fusion_weight(res, a.phonetic)}")
+
+
+def choose_fusion_weight(results: dict[str, Any], phonetic_dir: str | Path | None) -> float:
+    """The weight of the best validation top-1 (ties: mAP), saved into the phonetic folder's config. Only
+    validation prompts choose it, never a test set."""
+    val = [r for name, r in results.items() if name.endswith(":validation") and "fused" in r]
+    if not val or phonetic_dir is None:
+        raise StarError("choosing the fusion weight needs --phonetic and a manifest with validation prompts")
+    fused = val[0]["fused"]
+    best = max(fused, key=lambda w: (fused[w]["top1"], fused[w]["map"]))
+    reader = load_phonetic(phonetic_dir)
+    reader.cfg.fusion_weight = float(best)
+    reader.cfg.save(Path(phonetic_dir) / f"{WEIGHTS_NAME}.json")
+    return float(best)
 
 
 if __name__ == "__main__":

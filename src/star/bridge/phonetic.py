@@ -1,0 +1,160 @@
+"""The phonetic route: speech frames -> phoneme posteriors -> a bag of phoneme n-grams -> a vector in the
+text encoder's sentence space, compared with each category's caption centroid.
+
+Why: the Q-Former only knows words it heard in training sentences (STUDY parts 1-9); "drizzle" or
+"hearth" in a held-out voice land nowhere. Phonemes are shared by all words, so a CTC head trained on the
+training speech spells unheard words too, and the n-gram bag learns what ~35k words mean from text alone
+(their MiniLM embeddings), no speech needed. Nothing is decoded into words: the bag reads the greedy
+phoneme string of the CTC head, which is all there is between the frames and the meaning.
+
+Release files: `phonetic.safetensors` + `phonetic.json` (PhoneticConfig: sizes, phoneme inventory, event
+vocabulary, fusion weight). The category centroids are a buffer, so scoring needs no text encoder.
+
+Shapes: b batch, t speech frames (50/s), d speech feature size, p phonemes (+1 blank), e text embedding
+size, k event classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from star.config import JsonConfig
+from star.data.phonemes import PHONEMES
+from star.errors import StarError
+from star.weights import load_config, load_weights, save_weights
+
+WEIGHTS_NAME = "phonetic"
+BLANK = 0  # CTC blank; phoneme i of PHONEMES is output i + 1
+
+
+@dataclass
+class PhoneticConfig(JsonConfig):
+    in_dim: int = 384  # speech frame size (whisper-tiny.en)
+    ctc_width: int = 256
+    ctc_layers: int = 2  # residual conv layers (kernel 5) over the frames
+    buckets: int = 1 << 17  # hashed phoneme n-gram table rows
+    bag_dim: int = 128
+    ngram_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    out_dim: int = 384  # the text encoder's sentence embedding size
+    dropout: float = 0.1
+    speech_encoder: str = "whisper-tiny.en"
+    phonemes: list[str] = field(default_factory=lambda: list(PHONEMES))
+    vocab: list[str] = field(default_factory=list)  # event categories, in the order of `prototypes`
+    fusion_weight: float = 8.0  # cosine to a category's centroid, added to the bridge's log-probability
+
+    def validate(self) -> PhoneticConfig:
+        if list(self.phonemes) != list(PHONEMES):
+            raise StarError("phonetic model was trained on another phoneme inventory")
+        if self.buckets < 1 or not self.ngram_sizes or min(self.ngram_sizes) < 1:
+            raise StarError("phonetic config needs buckets >= 1 and n-gram sizes >= 1")
+        return self
+
+
+class PhonemeCTC(nn.Module):
+    """Frames [b, t, d] -> phoneme log-probabilities [b, t, p+1]. Whisper's encoder already sees the whole
+    prompt, so a few local layers suffice."""
+
+    def __init__(self, cfg: PhoneticConfig):
+        super().__init__()
+        w = cfg.ctc_width
+        self.inp = nn.Sequential(nn.LayerNorm(cfg.in_dim), nn.Linear(cfg.in_dim, w), nn.GELU())
+        self.convs = nn.ModuleList([nn.Conv1d(w, w, 5, padding=2) for _ in range(cfg.ctc_layers)])
+        self.norms = nn.ModuleList([nn.LayerNorm(w) for _ in range(cfg.ctc_layers)])
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(w, len(cfg.phonemes) + 1)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = mask.unsqueeze(-1).float()  # [b, t, 1]; padding must not leak into real frames via the convs
+        h = self.inp(frames) * keep  # [b, t, w]
+        for conv, norm in zip(self.convs, self.norms):
+            h = (h + self.drop(F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2)))) * keep
+        return self.out(h).log_softmax(-1)  # [b, t, p+1]
+
+
+def greedy_phonemes(log_probs: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    """CTC best path [b, t, p+1] -> phoneme indices (into PHONEMES) per item, repeats and blanks removed."""
+    best = log_probs.argmax(-1).tolist()
+    lengths = mask.sum(1).tolist()
+    out = []
+    for path, n in zip(best, lengths):
+        path = path[:n]
+        out.append([b - 1 for j, b in enumerate(path) if b != BLANK and (j == 0 or b != path[j - 1])])
+    return out
+
+
+def ngram_buckets(ids: Sequence[int], sizes: Sequence[int], buckets: int, edge: int) -> list[int]:
+    """Hashed bucket of every phoneme n-gram of `ids` (with `edge` marking both ends). A fixed hash, not
+    Python's, so a saved table stays valid in another process."""
+    seq = [edge, *ids, edge]
+    out = []
+    for n in sizes:
+        for i in range(len(seq) - n + 1):
+            h = n
+            for x in seq[i : i + n]:
+                h = (h * 1000003 + x + 1) & 0x7FFFFFFF
+            out.append(h % buckets)
+    return out
+
+
+class PhonemeBag(nn.Module):
+    """Phoneme strings -> L2-normalised vectors [b, e] in the text encoder's space (fastText-like: the
+    mean of hashed n-gram embeddings, then an MLP). A table is cheap to train on a CPU and holds a large
+    lexicon; n-grams make it tolerant of the CTC head's slips (one wrong phoneme spoils n of them)."""
+
+    def __init__(self, cfg: PhoneticConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.table = nn.EmbeddingBag(cfg.buckets, cfg.bag_dim, mode="mean")
+        nn.init.normal_(self.table.weight, std=0.02)
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(cfg.bag_dim), nn.Linear(cfg.bag_dim, 2 * cfg.out_dim), nn.GELU(), nn.Linear(2 * cfg.out_dim, cfg.out_dim)
+        )
+
+    def forward(self, phonemes: Sequence[Sequence[int]]) -> torch.Tensor:
+        grams = [ngram_buckets(p, self.cfg.ngram_sizes, self.cfg.buckets, len(self.cfg.phonemes)) for p in phonemes]
+        flat = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)
+        offsets = torch.tensor(np.cumsum([0] + [len(g) for g in grams[:-1]]), dtype=torch.long)
+        return F.normalize(self.mlp(self.table(flat, offsets)), dim=-1)  # [b, e]
+
+
+class PhoneticReader(nn.Module):
+    """The whole route, plus each category's caption centroid for scoring."""
+
+    def __init__(self, cfg: PhoneticConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.ctc = PhonemeCTC(cfg)
+        self.bag = PhonemeBag(cfg)
+        self.register_buffer("prototypes", torch.zeros(len(cfg.vocab), cfg.out_dim))  # [k, e]
+
+    @torch.no_grad()
+    def embed(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Frames [b, t, d] + mask [b, t] -> [b, e]."""
+        return self.bag(greedy_phonemes(self.ctc(frames, mask), mask))
+
+    @torch.no_grad()
+    def similarities(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cosine of each prompt to each category's caption centroid [b, k]."""
+        return self.embed(frames, mask) @ self.prototypes.T
+
+
+def fuse(bridge_probs: np.ndarray, similarities: np.ndarray, weight: float) -> np.ndarray:
+    """Event scores of both routes [n, k]: the bridge's log-probabilities plus `weight` x cosine. Only the
+    ranking is meaningful (top-1 and mAP), not the values."""
+    return np.log(np.clip(bridge_probs, 1e-6, 1.0)) + weight * similarities
+
+
+def save_phonetic(model: PhoneticReader, folder: str | Path) -> Path:
+    return save_weights(model, model.cfg, folder, WEIGHTS_NAME)
+
+
+def load_phonetic(folder: str | Path) -> PhoneticReader:
+    cfg = load_config(PhoneticConfig, folder, WEIGHTS_NAME)
+    return load_weights(PhoneticReader(cfg), folder, WEIGHTS_NAME).eval()  # type: ignore[arg-type]

@@ -1,0 +1,27 @@
+"""espeak-ng phonemization for the phonetic route."""
+
+import shutil
+
+import pytest
+
+from star.data.phonemes import PHONEMES, phoneme_ids, phonemize, text_phoneme_ids
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def test_one_line_per_text_whatever_the_punctuation():
+    texts = ["a dog, barking loudly!", "rain... then thunder", "", "I'd like 3 birds"]
+    ipa = phonemize(texts)
+    assert len(ipa) == len(texts)
+    assert all(ipa)  # an empty text is spoken as a filler, not dropped
+
+
+def test_ids_spell_the_words():
+    dog, rain = text_phoneme_ids(["dog", "rain"])
+    assert [PHONEMES[i] for i in dog] == ["d", "ɑː", "ɡ"]
+    assert [PHONEMES[i] for i in rain] == ["ɹ", "e", "ɪ", "n"]  # the diphthong is two symbols
+
+
+def test_stress_spaces_and_unknown_symbols_are_dropped():
+    assert phoneme_ids("ˈdɑːɡ  ʔ") == [PHONEMES.index("d"), PHONEMES.index("ɑː"), PHONEMES.index("ɡ")]
+    assert phoneme_ids("") == []
