@@ -13,6 +13,7 @@ FILE` runs both and writes the release folder `out_dir/release`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.data.phonemes import PHONEMES, text_phoneme_ids
 from star.errors import StarError
-from star.train.bridge_task import VAL_SPLITS, collate, load_features, row_categories
+from star.train.bridge_task import VAL_SPLITS, collate, load_features, read_vocab, row_categories
 from star.train.trainer import TrainConfig, Trainer
 from star.weights import load_weights, save_weights
 
@@ -166,9 +167,11 @@ def speech_phonemes(ctc: PhonemeCTC, feats: list[np.ndarray]) -> list[list[int]]
 def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str], text_encoder) -> dict[str, Any]:
     """Texts, their phonemes and MiniLM embeddings (cached in out_dir/corpus.*: ~12 min to embed)."""
     out = Path(cfg.out_dir)
+    # The texts depend on the captions and the excluded phrasings too, not only on the corpus settings.
+    key = {**cfg.corpus.to_dict(), "inputs": hashlib.sha1(json.dumps([sorted(set(captions)), sorted(held_out)]).encode()).hexdigest()}
     if (out / "corpus.json").is_file() and (out / "corpus.npy").is_file():
         data = json.loads((out / "corpus.json").read_text())
-        if data["config"] == cfg.corpus.to_dict():
+        if data["config"] == key:
             return {**data, "emb": np.load(out / "corpus.npy")}
     from tqdm import tqdm
 
@@ -186,7 +189,7 @@ def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str
         [text_encoder.embed(texts[s : s + 256]).numpy() for s in tqdm(range(0, len(texts), 256), desc="corpus embeddings")]
     ).astype(np.float16)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "corpus.json").write_text(json.dumps({"config": c.to_dict(), "texts": texts, "phonemes": phonemes}))
+    (out / "corpus.json").write_text(json.dumps({"config": key, "texts": texts, "phonemes": phonemes}))
     np.save(out / "corpus.npy", emb)
     return {"texts": texts, "phonemes": phonemes, "emb": emb}
 
@@ -260,9 +263,10 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     ctc = load_weights(PhonemeCTC(cfg.model), out / "ctc" / "best", "ctc").eval()
 
     text_encoder = build_text_encoder()
-    vocab = sorted({c for r in train for c in row_categories(r)})
+    main_rows = read_manifest(cfg.manifest)
+    vocab = read_vocab(cfg.manifest, main_rows)  # the bridge's vocabulary, in its head order
     cfg.model.vocab = vocab
-    prototypes = caption_prototypes([r for r in read_manifest(cfg.manifest)], vocab, text_encoder)
+    prototypes = caption_prototypes(main_rows, vocab, text_encoder)
     held_out = {r["caption"].lower() for r in val}
     held_out |= {r["caption"].lower() for m in cfg.exclude_manifests for r in read_manifest(m)}
     corpus = build_corpus(cfg, [r["caption"] for r in train], held_out, text_encoder)
