@@ -134,3 +134,11 @@ def test_fusion_weight_is_chosen_on_validation_only(tmp_path):
     assert load_phonetic(tmp_path).cfg.fusion_weight == 8.0
     with pytest.raises(StarError, match="validation"):
         choose_fusion_weight({"esc10_festival": results["esc10_festival"]}, tmp_path)
+
+
+def test_evaluate_says_plainly_when_the_phonetic_folder_is_missing(tmp_path):
+    from star.bridge.evaluate import main
+    from star.builders import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit, match="error: missing config file"):
+        main(["--model", str(DEFAULT_MODEL), "--manifest", str(tmp_path / "x.jsonl"), "--phonetic", str(tmp_path)])

@@ -180,8 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    res = evaluate_folder(a.model, a.manifest, a.cache, cue_counts(a.heard) if a.heard else None, a.phonetic,
-                          a.fusion_weights)
+    try:
+        res = evaluate_folder(a.model, a.manifest, a.cache, cue_counts(a.heard) if a.heard else None, a.phonetic,
+                              a.fusion_weights)
+    except StarError as exc:  # a missing folder or manifest, mismatched vocabularies: said plainly
+        raise SystemExit(f"error: {exc}") from None
     for name, r in res.items():
         per_voice = r["top1_per_voice"] if len(r["top1_per_voice"]) <= 8 else {}  # not the 100+ training voices
         voices = " ".join(f"{v}={t:.3f}" for v, t in per_voice.items())
