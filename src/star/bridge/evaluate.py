@@ -25,7 +25,7 @@ from star.data.captions import words as caption_words
 from star.errors import StarError
 from star.train.bridge_task import (
     VAL_SPLITS,
-    collate,
+    collate_frames,
     load_features,
     mean_average_precision,
     multi_hot,
@@ -122,8 +122,7 @@ def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: n
     scores (at the reader's weight) and {"bridge", "phonetic", "fused": {weight: ...}} top-1 and mAP."""
     if list(phonetic.cfg.vocab) != list(vocab):
         raise StarError("the phonetic reader and the bridge have different event vocabularies")
-    sims = np.concatenate([phonetic.similarities(*collate([(f, np.ones(len(f), dtype=bool)) for f in feats[s : s + 64]])).numpy()
-                           for s in range(0, len(feats), 64)])
+    sims = np.concatenate([phonetic.similarities(*collate_frames(feats[s : s + 64])).numpy() for s in range(0, len(feats), 64)])
     single = targets.sum(1) == 1
 
     def figures(scores: np.ndarray) -> dict[str, float]:

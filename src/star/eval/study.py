@@ -294,13 +294,13 @@ def run_study(args) -> str:
             bridge_out = {}
 
             def bridge_rep(s: EvalSet, model=model, bridge_out=bridge_out) -> np.ndarray:
-                from star.train.bridge_task import collate
+                from star.train.bridge_task import collate_frames
 
                 fr = feats.frames("whisper-tiny.en", s)
                 pooled, probs = [], []
                 with torch.no_grad():
                     for i in range(0, len(fr), 128):
-                        x, m = collate([(f, np.ones(len(f), dtype=bool)) for f in fr[i : i + 128]])
+                        x, m = collate_frames(fr[i : i + 128])
                         tokens, tmask = model.bridge(x, m)
                         p = model.bridge.pooled(tokens, tmask)
                         pooled.append(p.numpy())

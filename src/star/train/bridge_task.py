@@ -210,6 +210,11 @@ def collate(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, t
     return frames, mask
 
 
+def collate_frames(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames of whole prompts [t_i, d] (every frame real) -> (frames [b, t, d], mask [b, t]) zero-padded."""
+    return collate([(f, np.ones(len(f), dtype=bool)) for f in feats])
+
+
 def join_frames(
     first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +269,7 @@ def predict_features(
     None without an order head)."""
     probs, embs, orders = [], [], []
     for s in range(0, len(feats), batch):
-        frames, mask = collate([(f, np.ones(len(f), dtype=bool)) for f in feats[s : s + batch]])
+        frames, mask = collate_frames(feats[s : s + batch])
         out = model.predict(frames, mask)
         probs.append(torch.sigmoid(out.logits).numpy())
         embs.append(out.embedding.numpy())

@@ -37,7 +37,7 @@ from star.config import JsonConfig
 from star.data.manifest import read_manifest
 from star.data.phonemes import PHONEMES, text_phoneme_ids
 from star.errors import StarError
-from star.train.bridge_task import VAL_SPLITS, collate, load_features, read_vocab, row_categories
+from star.train.bridge_task import VAL_SPLITS, collate_frames, load_features, read_vocab, row_categories
 from star.train.trainer import TrainConfig, Trainer
 from star.weights import load_weights, save_weights
 
@@ -103,6 +103,7 @@ class PhonemeCTCTask:
         self.cfg = cfg
         self.model = PhonemeCTC(cfg.model)
         feats = load_features(train, cfg.model.speech_encoder, cfg.cache_dir)
+        self.feats = feats  # of every training row, in order: the bag stage reads a sample of them too
         # CTC needs at least one frame per label; a longer label than the prompt cannot be aligned.
         keep = [i for i, r in enumerate(train) if 0 < len(r["phonemes"]) < len(feats[i])]
         self.items = [(feats[i], train[i]["phonemes"]) for i in keep]
@@ -115,7 +116,7 @@ class PhonemeCTCTask:
         chunks = [order[s : s + self.cfg.ctc_batch] for s in range(0, len(order), self.cfg.ctc_batch)]
         while True:
             chunk = rng.choice(chunks)  # similar lengths in a batch: little padding
-            frames, mask = collate([(self.items[i][0], np.ones(len(self.items[i][0]), bool)) for i in chunk])
+            frames, mask = collate_frames([self.items[i][0] for i in chunk])
             yield frames, mask, [self.items[i][1] for i in chunk]
 
     def loss(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
@@ -145,21 +146,16 @@ def edit_distance(a: list[int], b: list[int]) -> int:
 @torch.no_grad()
 def phoneme_error_rate(model: torch.nn.Module, items: list[tuple[np.ndarray, list[int]]]) -> float:
     """Edits between the greedy phonemes and the reference, over reference phonemes."""
-    errors = total = 0
-    for s in range(0, len(items), 64):
-        chunk = items[s : s + 64]
-        frames, mask = collate([(f, np.ones(len(f), bool)) for f, _ in chunk])
-        for hyp, (_, ref) in zip(greedy_phonemes(model(frames, mask), mask), chunk):
-            errors += edit_distance(hyp, ref)
-            total += len(ref)
-    return errors / max(1, total)
+    hyps = speech_phonemes(model, [f for f, _ in items])
+    errors = sum(edit_distance(hyp, ref) for hyp, (_, ref) in zip(hyps, items))
+    return errors / max(1, sum(len(ref) for _, ref in items))
 
 
 @torch.no_grad()
 def speech_phonemes(ctc: PhonemeCTC, feats: list[np.ndarray]) -> list[list[int]]:
     out: list[list[int]] = []
     for s in range(0, len(feats), 64):
-        frames, mask = collate([(f, np.ones(len(f), bool)) for f in feats[s : s + 64]])
+        frames, mask = collate_frames(feats[s : s + 64])
         out += greedy_phonemes(ctc(frames, mask), mask)
     return out
 
@@ -271,13 +267,14 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     held_out |= {r["caption"].lower() for m in cfg.exclude_manifests for r in read_manifest(m)}
     corpus = build_corpus(cfg, [r["caption"] for r in train], held_out, text_encoder)
     rng = random.Random(cfg.bag.seed)
-    spoken = rng.sample(train, min(cfg.speech_prompts, len(train)))
-    speech = speech_phonemes(ctc, load_features(spoken, cfg.model.speech_encoder, cfg.cache_dir))
+    picked = rng.sample(range(len(train)), min(cfg.speech_prompts, len(train)))
+    spoken = [train[i] for i in picked]
+    speech = speech_phonemes(ctc, [ctc_task.feats[i] for i in picked])  # frames the CTC stage already loaded
     speech_emb = np.concatenate([text_encoder.embed([r["caption"] for r in spoken[s : s + 256]]).numpy()
                                  for s in range(0, len(spoken), 256)])
-    single = [r for r in val[: cfg.max_val] if len(row_categories(r)) == 1]
-    val_phonemes = speech_phonemes(ctc, load_features(single, cfg.model.speech_encoder, cfg.cache_dir))
-    labels = np.array([vocab.index(row_categories(r)[0]) for r in single])
+    single = [i for i, r in enumerate(val[: cfg.max_val]) if len(row_categories(r)) == 1]
+    val_phonemes = speech_phonemes(ctc, [ctc_task.val[i][0] for i in single])  # ctc_task.val is val[: max_val]
+    labels = np.array([vocab.index(row_categories(val[i])[0]) for i in single])
     torch.set_num_threads(cfg.bag.threads)
     bag_task = PhonemeBagTask(cfg, corpus, speech, speech_emb, val_phonemes, labels, prototypes)
     bag_summary = Trainer(bag_task, cfg.bag, out / "bag").fit()
