@@ -1,11 +1,13 @@
 """Assemble a STAR model folder from trained stage outputs (what `src/star/assets/default/` was made with).
 
     python scripts/assemble_default.py --bridge runs/bridge/best --generator runs/generator_speech/best \
-        --text-generator runs/generator_text/best --vocoder runs/vocoder/best --out src/star/assets/default
+        --text-generator runs/generator_text/best --vocoder runs/vocoder/best --phonetic runs/phonetic/release \
+        --out src/star/assets/default
 
-Large weight matrices are stored compactly and load back into float32 modules: the generators' as int8
-rows with a float16 scale each (a quarter of float32; sampling changes by well under 1 %, see
-tests/test_weights.py), the other parts' as float16. Small tensors (norm statistics, biases) stay float32.
+Large weight matrices are stored compactly and load back into float32 modules: the generators' and the
+phonetic reader's as int8 rows with a float16 scale each (a quarter of float32; sampling changes by well
+under 1 %, see tests/test_weights.py), the other parts' as float16. Small tensors (norm statistics,
+biases) stay float32.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--generator", type=Path, required=True, help="speech-conditioned generator (stage 2b)")
     ap.add_argument("--text-generator", type=Path, required=True, help="text-conditioned generator (stage 2a)")
     ap.add_argument("--vocoder", type=Path, default=None, help="neural vocoder folder (default: griffin-lim)")
+    ap.add_argument("--phonetic", type=Path, default=None, help="phonetic reader release folder (star train phonetic)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, default=None, help="training corpus (for ATTRIBUTION.md)")
     ap.add_argument("--steps", type=int, default=8)
@@ -82,6 +85,8 @@ def main() -> None:
         "generator": copy_weights(args.generator, args.out, "generator", "int8"),
         "generator_text": copy_weights(args.text_generator, args.out / TEXT_GENERATOR_DIR, "generator", "int8"),
     }
+    if args.phonetic is not None:  # its n-gram table is most of its size: int8 rows
+        sizes["phonetic"] = copy_weights(args.phonetic, args.out, "phonetic", "int8")
     extra = {}
     if args.vocoder is not None:
         sizes["vocoder"] = copy_weights(args.vocoder, args.out, "vocoder")

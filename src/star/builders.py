@@ -61,6 +61,7 @@ class Parts:
     text_generator: Any  # FlowMatching conditioned on text tokens
     vocoder: Any  # mel [b, 64, t] -> wav [b, samples]
     stage_one: Any
+    folder: Path | None = None  # the model folder: `listener` loads a phonetic reader from it, if there is one
     mel_config: MelConfig = field(default_factory=MelConfig)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -83,9 +84,10 @@ class Parts:
 
     def listener(self) -> Any:
         if "listener" not in self._cache:
-            from star.bridge.listen import Listener
+            from star.bridge.listen import Listener, load_phonetic_beside
 
-            self._cache["listener"] = Listener(self.stage_one, self.speech_encoder)
+            phonetic = load_phonetic_beside(self.folder, self.stage_one) if self.folder else None
+            self._cache["listener"] = Listener(self.stage_one, self.speech_encoder, phonetic=phonetic)
         return self._cache["listener"]
 
     def generator_for(self, mode: str) -> Any:
@@ -114,4 +116,5 @@ def build_parts(cfg: Any, folder: Path) -> Parts:
         text_generator=text_generator,
         vocoder=build_vocoder(vocoder_name).eval(),
         stage_one=stage_one,
+        folder=folder,
     )

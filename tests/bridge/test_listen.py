@@ -132,3 +132,70 @@ def test_cue_strength_counts_only_words_heard_mostly_with_the_category(tmp_path)
     assert cue_strength("a dog barking", "dog", cues) == 2  # "a" is heard with dog 3 times, but not mostly
     assert cue_strength("a puppy yapping", "dog", cues) == 1  # puppy: once with dog, once with no sound
     assert cue_strength("a puppy yapping", "rooster", cues) == 0
+
+
+def pointed_reader(vocab: list[str], favoured: str | None, weight: float):
+    """A phonetic reader whose route always points at `favoured` (cosine 1 there, -1 elsewhere), or at no
+    category (None: the same cosine everywhere): the wiring is under test, not a trained route."""
+    import torch
+
+    from star.bridge.phonetic import PhoneticConfig, PhoneticReader
+
+    reader = PhoneticReader(PhoneticConfig(ctc_width=16, ctc_layers=1, buckets=64, bag_dim=8, vocab=vocab,
+                                           fusion_weight=weight)).eval()
+    direction = torch.nn.functional.normalize(torch.randn(reader.cfg.out_dim), dim=0)
+    with torch.no_grad():
+        last = reader.bag.mlp[-1]
+        last.weight.zero_()
+        last.bias.copy_(direction)  # every prompt lands on `direction`
+        for k, name in enumerate(vocab):
+            reader.prototypes[k] = direction if favoured in (None, name) else -direction
+    return reader
+
+
+def test_a_phonetic_reader_beside_the_bridge_is_fused_into_the_events(tiny_model_dir, prompts_manifest, tmp_path):
+    import shutil
+
+    from star.bridge.phonetic import save_phonetic
+    from star.errors import StarError
+
+    row = next(r for r in _rows(prompts_manifest) if r["split"] == "train")
+    wav = load_audio(prompts_manifest.parent / row["speech"])
+    alone = Listener.from_folder(tiny_model_dir)
+    assert alone.phonetic is None
+    heard = alone.listen(wav)
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    vocab = list(alone.cfg.vocab)
+    other = next(c for c in vocab if c != heard.events[0][0])
+
+    save_phonetic(pointed_reader(vocab, None, 20.0), folder)  # sees no category stand out: changes nothing
+    flat = Listener.from_folder(folder)
+    assert flat.phonetic is not None
+    assert np.allclose(list(flat.listen(wav).scores.values()), list(heard.scores.values()), atol=1e-4)
+
+    save_phonetic(pointed_reader(vocab, other, 20.0), folder)  # sure of another event: it wins
+    fused = Listener.from_folder(folder).listen(wav)
+    assert fused.events[0][0] == other and fused.scores[other] > heard.scores[other]
+
+    save_phonetic(pointed_reader(vocab[::-1], None, 20.0), folder)
+    with pytest.raises(StarError, match="vocabularies"):
+        Listener.from_folder(folder)
+
+
+def test_evaluate_fuses_a_phonetic_reader_and_reports_each_route(tiny_model_dir, prompts_manifest, tmp_path):
+    from star.bridge.evaluate import evaluate_folder
+    from star.bridge.phonetic import save_phonetic
+
+    vocab = list(Listener.from_folder(tiny_model_dir).cfg.vocab)
+    save_phonetic(pointed_reader(vocab, "dog", 50.0), tmp_path / "reader")  # always says dog, loudly
+    res = evaluate_folder(tiny_model_dir, [str(prompts_manifest)], tmp_path / "cache", phonetic_dir=tmp_path / "reader",
+                          fusion_weights=[0.0])
+    (r,) = res.values()
+    val = [row for row in _rows(prompts_manifest)
+           if row["split"] in ("val", "validation") and len({e["category"] for e in row["events"]}) == 1]
+    dogs = sum(row["events"][0]["category"] == "dog" for row in val) / len(val)
+    assert r["fused"]["50.0"]["top1"] == pytest.approx(dogs) == r["top1"]  # the reader's weight is the headline
+    assert r["fused"]["0.0"]["top1"] == pytest.approx(r["bridge"]["top1"])  # weight 0: the bridge alone
+    assert r["phonetic"]["top1"] == pytest.approx(dogs)
+    assert r["phoneme_error"] >= 0.9  # an untrained CTC head spells nothing right

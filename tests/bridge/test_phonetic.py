@@ -72,6 +72,8 @@ def test_fusion_weight_moves_the_ranking_from_bridge_to_phonetic():
     sims = np.array([[0.0, 0.5]])
     assert fuse(probs, sims, 0.0).argmax() == 0
     assert fuse(probs, sims, 20.0).argmax() == 1
+    flat = fuse(probs, np.array([[0.3, 0.3]]), 20.0)  # the route sees no category stand out
+    assert np.allclose(1 / (1 + np.exp(-flat)), probs, atol=1e-6)  # the bridge's probabilities stand
 
 
 def test_save_load_round_trip(tmp_path):
@@ -91,17 +93,24 @@ def test_another_phoneme_inventory_is_refused():
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_manifest, tmp_path):
+@pytest.mark.parametrize("variant", ["shipped", "gated_measured"])
+def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_manifest, tmp_path, variant):
     from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, train_phonetic
+
+    # "shipped": mean pooling, uniform corruption, masked frames (configs/phonetic.json); "gated_measured":
+    # gated pooling and the CTC head's measured slips (STUDY.md part 11's other options).
+    gated = variant == "gated_measured"
+    options = {"corruption": "measured", "noise_scale": 2.0} if gated else {"ctc_feature_mask": 0.1, "ctc_time_masks": 1}
 
     def cfg(steps):
         train = {"lr": 3e-3, "warmup": 2, "log_every": 5, "eval_every": 10, "ckpt_every": 10, "threads": 1}
         c = PhoneticTaskConfig(
             manifest=str(prompts_manifest), out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16),
+            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16, pooling="gated" if gated else "mean"),
             ctc=TrainConfig(steps=steps, monitor="val_per", monitor_mode="min", **train),
             bag=TrainConfig(steps=steps, monitor="val_top1", **train),
-            corpus=TextCorpusConfig(top_words=300, sequences=200), ctc_batch=6, bag_batch=32, speech_prompts=12)
+            corpus=TextCorpusConfig(top_words=300, sequences=200), ctc_batch=6, bag_batch=32, speech_prompts=12,
+            **options)
         path = tmp_path / f"phonetic{steps}.json"
         c.save(path)
         return path
@@ -114,6 +123,8 @@ def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_ma
     reader = load_phonetic(result["release"])
     assert reader.cfg.vocab == ["dog", "rain", "rooster"]
     assert torch.allclose(reader.prototypes.norm(dim=-1), torch.ones(3), atol=1e-4)
+    if gated:
+        assert reader.bag.gate.weight.abs().max() > 0  # the gates learned something from their zero start
     corpus = json.loads((tmp_path / "run" / "corpus.json").read_text())
     held_out = {"i want to hear a dog bark", "i want to hear the rain", "i want to hear a rooster"}
     assert not held_out & {t.lower() for t in corpus["texts"]}  # validation phrasings never in the corpus
@@ -142,3 +153,103 @@ def test_evaluate_says_plainly_when_the_phonetic_folder_is_missing(tmp_path):
 
     with pytest.raises(SystemExit, match="error: missing config file"):
         main(["--model", str(DEFAULT_MODEL), "--manifest", str(tmp_path / "x.jsonl"), "--phonetic", str(tmp_path)])
+
+
+def test_gated_pooling_starts_as_the_mean_and_learns_to_weigh_ngrams():
+    torch.manual_seed(0)
+    mean = PhonemeBag(tiny()).eval()
+    gated = PhonemeBag(tiny(pooling="gated")).eval()
+    gated.load_state_dict({**mean.state_dict(), "gate.weight": torch.zeros(97, 1)})
+    seqs = [[1, 2, 3, 4], [5, 6]]
+    assert torch.allclose(gated(seqs), mean(seqs), atol=1e-6)  # all gates equal: the plain mean
+    target = ngram_buckets([5], [1], 97, edge=len(tiny().phonemes))[1]  # the unigram of phoneme 5
+    with torch.no_grad():
+        gated.gate.weight[target] = 30.0  # one n-gram takes all the weight
+        alone = gated.mlp(gated.table.weight[target : target + 1])
+    assert torch.allclose(gated([[5, 6]]), torch.nn.functional.normalize(alone, dim=-1), atol=1e-5)
+    assert torch.allclose(gated(seqs)[:1], gated(seqs[:1]), atol=1e-6)  # one prompt's gates do not touch another's
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(StarError, match="pooling"):
+        PhoneticReader(tiny(pooling="max"))
+
+
+def test_alignment_pairs_substitutions_deletions_and_insertions():
+    from star.train.phonetic_task import alignment, edit_distance
+
+    ref, hyp = [1, 2, 3, 4], [1, 7, 3, 9]
+    assert alignment(ref, hyp) == [(1, 1), (2, 7), (3, 3), (4, 9)]
+    assert alignment([1, 2, 3], [1, 3]) == [(1, 1), (2, None), (3, 3)]
+    assert alignment([1, 3], [1, 5, 3]) == [(1, 1), (None, 5), (3, 3)]
+    pairs = alignment([1, 2, 3, 4, 5], [2, 3, 8, 5, 6])
+    assert sum(r != h for r, h in pairs) == edit_distance([1, 2, 3, 4, 5], [2, 3, 8, 5, 6])
+
+
+def test_measured_noise_repeats_the_observed_slips_only():
+    import random
+
+    from star.train.phonetic_task import MeasuredNoise
+
+    # Phoneme 2 was always heard as 7, phoneme 3 always dropped, phoneme 1 always right, no insertions.
+    noise = MeasuredNoise([([1, 2, 3], [1, 7])] * 20, scale=1.0)
+    rng = random.Random(0)
+    out = [noise([1, 2, 3, 1], rng) for _ in range(200)]
+    assert all(o[0] == 1 and o[-1] == 1 for o in out)  # never garbles a phoneme it always got right
+    assert sum(7 in o for o in out) > 150 and sum(2 in o for o in out) < 50  # 2 -> 7 at the capped rate 0.9
+    assert sum(3 in o for o in out) < 50  # 3 dropped
+    clean = MeasuredNoise([([1, 2, 3], [1, 2, 3])] * 5, scale=3.0)
+    assert clean([4, 5, 6], rng) == [4, 5, 6]  # nothing observed wrong: nothing corrupted
+
+
+class CountingEncoder:
+    """A deterministic stand-in for MiniLM that records what it was asked to embed (the cache is the test)."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def embed(self, texts):
+        self.seen += texts
+        rng = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=8) for t in texts]
+        return torch.tensor(np.stack(rng), dtype=torch.float32)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_corpus_cache_embeds_only_new_texts_and_keeps_held_out_phrasings_out(tmp_path):
+    pytest.importorskip("wordfreq")
+    from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, build_corpus
+
+    captions = ["i want to hear a dog bark", "rain on a tin roof", "a rooster crows"]
+    held_out = {"a dog barks loudly"}
+    cfg = PhoneticTaskConfig(out_dir=str(tmp_path), corpus=TextCorpusConfig(top_words=200, sequences=50))
+    enc = CountingEncoder()
+    first = build_corpus(cfg, captions, held_out, enc)
+    assert len(enc.seen) == len(first["texts"]) == len(first["emb"]) == len(first["phonemes"])
+    again = build_corpus(cfg, captions, held_out, enc)
+    assert len(enc.seen) == len(first["texts"]) and again["texts"] == first["texts"]  # cached: nothing embedded
+    cfg.corpus.swapped = 40
+    bigger = build_corpus(cfg, captions, held_out, enc)
+    new = [t for t in bigger["texts"] if t not in set(first["texts"])]
+    assert new and enc.seen[len(first["texts"]):] == new  # only the swapped captions were embedded
+    row = bigger["texts"].index(first["texts"][5])
+    assert np.array_equal(bigger["emb"][row], first["emb"][5])  # old rows kept, in the new order
+    assert not held_out & set(bigger["texts"])
+    assert any(t.split()[:4] == ["i", "want", "to", "hear"] and t not in captions for t in new)  # carriers meet new words
+
+
+def test_mask_frames_zeroes_channels_and_short_spans_only():
+    import random
+
+    from star.train.phonetic_task import mask_frames
+
+    frames = torch.ones(2, 40, 100)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    out = mask_frames(frames.clone(), mask, 0.0, 0, random.Random(0))
+    assert torch.equal(out, frames)  # off: untouched
+    out = mask_frames(frames.clone(), mask, 0.2, 0, random.Random(0))
+    dead = (out == 0).all(1)  # [b, d] channels zeroed over the whole prompt
+    assert 5 <= dead[0].sum() <= 40 and not torch.equal(dead[0], dead[1])  # ~20 %, drawn per prompt
+    assert ((out == 0) == dead[:, None, :]).all()  # nothing else zeroed
+    out = mask_frames(frames.clone(), mask, 0.0, 2, random.Random(0))
+    silent = (out == 0).all(2)  # [b, t] frames zeroed
+    assert 1 <= silent.sum(1).min() and silent.sum(1).max() <= 10

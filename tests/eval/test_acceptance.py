@@ -68,7 +68,7 @@ def test_a_small_run_writes_the_page_with_every_section(tmp_path, capsys):
     assert code == 0
     page = (docs / "ACCEPTANCE.md").read_text()
     for section in ("## Generated sounds, per category", "## Summary", "## Two-event scenes",
-                    "## The bridge alone"):
+                    "## What the model hears"):
         assert section in page
     assert page.count("\n| dog | ") == 1 and page.count("\n| rooster | ") == 1
     assert (docs / "figures" / "acceptance_0.png").stat().st_size > 1000

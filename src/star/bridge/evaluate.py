@@ -75,7 +75,7 @@ def score_rows(
     """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count); with
     `cues` (`cue_counts` of the training manifests) also "top1_by_cue": for each of CUE_BUCKETS, [top1,
     prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard".
-    With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP) and "fused"
+    With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP), "phoneme_error" (its CTC head) and "fused"
     (both routes, at the reader's fusion weight and each of `fusion_weights`); the headline figures and
     misses are then the fused ones."""
     vocab = model.cfg.vocab
@@ -85,6 +85,7 @@ def score_rows(
     phonetic_figures = None
     if phonetic is not None:
         probs, phonetic_figures = fuse_routes(phonetic, feats, probs, targets, vocab, fusion_weights or [])
+        phonetic_figures["phoneme_error"] = phoneme_error(phonetic, feats, rows)
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
         "prompts": len(rows),
@@ -131,6 +132,14 @@ def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: n
     weight = phonetic.cfg.fusion_weight
     fused = {str(w): figures(fuse(probs, sims, w)) for w in sorted({weight, *weights})}
     return fuse(probs, sims, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
+
+
+def phoneme_error(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]) -> float:
+    """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme)."""
+    from star.data.phonemes import text_phoneme_ids
+    from star.train.phonetic_task import phoneme_error_rate
+
+    return phoneme_error_rate(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))))
 
 
 def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, single: np.ndarray) -> dict[str, float]:
@@ -190,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f} ({r['single']} single) {voices}")
         if "fused" in r:
             print("   bridge alone: top-1 {top1:.3f} mAP {map:.3f}; ".format(**r["bridge"])
-                  + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"]))
+                  + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"])
+                  + f"; phoneme error {r['phoneme_error']:.3f}")
             print("   fused, by weight: " + ", ".join(f"{w}: top-1 {f['top1']:.3f} mAP {f['map']:.3f}" for w, f in r["fused"].items()))
         if "slots" in r:
             print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")

@@ -6,6 +6,10 @@ Three signals decide whether the input is a spoken sound request (thresholds in 
 calibrated by `star.bridge.calibrate`): the share of 32 ms windows that silero VAD calls speech, the
 highest event probability, and the cosine between the bridge's aligned embedding and the closest
 caption phrasing. No ASR is involved.
+
+A model folder that also holds a phonetic reader (`phonetic.safetensors`, star.bridge.phonetic) fuses
+its word meanings into the event probabilities, and its sentence vector (in the captions' MiniLM space)
+may find the closest caption instead of the bridge's: it knows words the bridge never heard spoken.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import torch
 from star.audio import SAMPLE_RATE
 from star.audio.io import prepare_waveform
 from star.bridge.model import StageOneModel, load_stage_one
+from star.bridge.phonetic import WEIGHTS_NAME as PHONETIC_WEIGHTS
+from star.bridge.phonetic import PhoneticReader, fuse, load_phonetic
 from star.errors import StarError
 
 NO_REQUEST = "no spoken sound request heard"
@@ -69,21 +75,34 @@ def speech_ratio(wav: np.ndarray) -> float:
     return float((probs[active] >= VAD_SPEECH_PROB).mean())
 
 
-class Listener:
-    """Speech encoder + stage-1 model (bridge, event head, caption embeddings)."""
+def load_phonetic_beside(folder: str | Path, model: StageOneModel) -> PhoneticReader | None:
+    """The phonetic reader of a model folder, if it has one; it must name the bridge's events in order."""
+    if not (Path(folder) / f"{PHONETIC_WEIGHTS}.safetensors").is_file():
+        return None
+    reader = load_phonetic(folder)
+    if list(reader.cfg.vocab) != list(model.cfg.vocab):
+        raise StarError(f"{folder}: the phonetic reader and the bridge have different event vocabularies")
+    return reader
 
-    def __init__(self, model: StageOneModel, speech_encoder: Any | None = None, threshold: float = 0.5):
+
+class Listener:
+    """Speech encoder + stage-1 model (bridge, event head, caption embeddings) + optional phonetic reader."""
+
+    def __init__(self, model: StageOneModel, speech_encoder: Any | None = None, threshold: float = 0.5,
+                 phonetic: PhoneticReader | None = None):
         from star.encoders import build_speech_encoder
 
         self.model = model.eval()
         self.cfg = model.cfg
         self.encoder = speech_encoder or build_speech_encoder(self.cfg.speech_encoder)
         self.threshold = threshold  # event probability reported as "heard"
+        self.phonetic = phonetic
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Listener:
-        """Load from a model folder holding bridge.safetensors + bridge.json."""
-        return cls(load_stage_one(folder))
+        """Load from a model folder holding bridge.safetensors + bridge.json (+ phonetic.*, if trained)."""
+        model = load_stage_one(folder)
+        return cls(model, phonetic=load_phonetic_beside(folder, model))
 
     @torch.no_grad()
     def signals(self, wav: np.ndarray) -> tuple[np.ndarray, int, float, float]:
@@ -94,11 +113,16 @@ class Listener:
         frames, mask = self.encoder.encode([wav])  # [1, t, d]
         out = self.model.predict(frames, mask)
         probs = torch.sigmoid(out.logits[0]).numpy()  # [k]
+        caption_sims = self.model.caption_emb @ out.embedding[0]  # [n]
+        if self.phonetic is not None:
+            meaning = self.phonetic.embed(frames, mask)[0]  # [e], in the captions' text space too
+            events = (self.phonetic.prototypes @ meaning).numpy()[None]  # [1, k]
+            probs = 1 / (1 + np.exp(-fuse(probs[None], events, self.phonetic.cfg.fusion_weight)[0]))
+            caption_sims = torch.maximum(caption_sims, self.model.caption_emb @ meaning)  # either route's closest
         best, sim = -1, 0.0
-        if self.model.caption_emb.shape[0]:
-            sims = self.model.caption_emb @ out.embedding[0]  # [n]
-            best = int(sims.argmax())
-            sim = float(sims[best])
+        if len(caption_sims):
+            best = int(caption_sims.argmax())
+            sim = float(caption_sims[best])
         return probs, best, sim, speech_ratio(wav)
 
     def listen(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> ListenResult:

@@ -42,6 +42,7 @@ class PhoneticConfig(JsonConfig):
     buckets: int = 1 << 17  # hashed phoneme n-gram table rows
     bag_dim: int = 128
     ngram_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    pooling: str = "mean"  # of the n-gram vectors: "mean", or "gated" (a learned weight per n-gram)
     out_dim: int = 384  # the text encoder's sentence embedding size
     dropout: float = 0.1
     speech_encoder: str = "whisper-tiny.en"
@@ -54,6 +55,8 @@ class PhoneticConfig(JsonConfig):
             raise StarError("phonetic model was trained on another phoneme inventory")
         if self.buckets < 1 or not self.ngram_sizes or min(self.ngram_sizes) < 1:
             raise StarError("phonetic config needs buckets >= 1 and n-gram sizes >= 1")
+        if self.pooling not in ("mean", "gated"):
+            raise StarError(f"phonetic pooling must be 'mean' or 'gated', not {self.pooling!r}")
         return self
 
 
@@ -104,24 +107,40 @@ def ngram_buckets(ids: Sequence[int], sizes: Sequence[int], buckets: int, edge: 
 
 
 class PhonemeBag(nn.Module):
-    """Phoneme strings -> L2-normalised vectors [b, e] in the text encoder's space (fastText-like: the
-    mean of hashed n-gram embeddings, then an MLP). A table is cheap to train on a CPU and holds a large
-    lexicon; n-grams make it tolerant of the CTC head's slips (one wrong phoneme spoils n of them)."""
+    """Phoneme strings -> L2-normalised vectors [b, e] in the text encoder's space (fastText-like: a pooled
+    set of hashed n-gram embeddings, then an MLP). A table is cheap to train on a CPU and holds a large
+    lexicon; n-grams make it tolerant of the CTC head's slips (one wrong phoneme spoils n of them).
+
+    "gated" pooling weighs each n-gram by a learned scalar (a softmax over the prompt's n-grams), so the
+    n-grams of carrier words ("I want to hear") can step aside for the one word that names the sound; a
+    plain mean lets a long carrier phrase drown it."""
 
     def __init__(self, cfg: PhoneticConfig):
         super().__init__()
         self.cfg = cfg
-        self.table = nn.EmbeddingBag(cfg.buckets, cfg.bag_dim, mode="mean")
+        self.table = nn.EmbeddingBag(cfg.buckets, cfg.bag_dim, mode="sum")
         nn.init.normal_(self.table.weight, std=0.02)
+        if cfg.pooling == "gated":
+            self.gate = nn.Embedding(cfg.buckets, 1)
+            nn.init.zeros_(self.gate.weight)  # starts as the plain mean
         self.mlp = nn.Sequential(
             nn.LayerNorm(cfg.bag_dim), nn.Linear(cfg.bag_dim, 2 * cfg.out_dim), nn.GELU(), nn.Linear(2 * cfg.out_dim, cfg.out_dim)
         )
 
     def forward(self, phonemes: Sequence[Sequence[int]]) -> torch.Tensor:
         grams = [ngram_buckets(p, self.cfg.ngram_sizes, self.cfg.buckets, len(self.cfg.phonemes)) for p in phonemes]
-        flat = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)
-        offsets = torch.tensor(np.cumsum([0] + [len(g) for g in grams[:-1]]), dtype=torch.long)
-        return F.normalize(self.mlp(self.table(flat, offsets)), dim=-1)  # [b, e]
+        flat = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)  # [N] every n-gram of the batch
+        counts = torch.tensor([len(g) for g in grams])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
+        item = torch.repeat_interleave(torch.arange(len(grams)), counts)  # [N] which prompt each n-gram is of
+        if self.cfg.pooling == "gated":
+            logit = self.gate(flat).squeeze(-1)  # [N]
+            top = torch.full((len(grams),), -1e9).scatter_reduce(0, item, logit, "amax")
+            w = (logit - top[item]).exp()
+            weights = w / torch.zeros(len(grams)).index_add(0, item, w)[item]  # softmax within each prompt
+        else:
+            weights = 1.0 / counts[item].float()
+        return F.normalize(self.mlp(self.table(flat, offsets, per_sample_weights=weights)), dim=-1)  # [b, e]
 
 
 class PhoneticReader(nn.Module):
@@ -146,9 +165,12 @@ class PhoneticReader(nn.Module):
 
 
 def fuse(bridge_probs: np.ndarray, similarities: np.ndarray, weight: float) -> np.ndarray:
-    """Event scores of both routes [n, k]: the bridge's log-probabilities plus `weight` x cosine. Only the
-    ranking is meaningful (top-1 and mAP), not the values."""
-    return np.log(np.clip(bridge_probs, 1e-6, 1.0)) + weight * similarities
+    """Event logits of both routes [n, k]: the bridge's logits plus `weight` x each category's cosine above
+    the prompt's mean cosine. Centring per prompt keeps the bridge's probabilities where the route sees no
+    category stand out (off-topic speech, music), so `sigmoid` of the result is still a probability for
+    the "is this a request" thresholds; the centring does not change the ranking."""
+    p = np.clip(bridge_probs, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)) + weight * (similarities - similarities.mean(-1, keepdims=True))
 
 
 def save_phonetic(model: PhoneticReader, folder: str | Path) -> Path:

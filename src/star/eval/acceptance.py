@@ -173,14 +173,18 @@ def scene_lines(clips: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def bridge_lines(figures: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
-    """Top-1 of the bridge's own event head per prompt set {name: (wording, star.bridge.evaluate figures)}."""
-    lines = ["| prompts | wording | single-event prompts | top-1 | kal | ked | slt |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    """Top-1 of the event front end per prompt set {name: (wording, star.bridge.evaluate figures)}: the
+    bridge's event head, fused with the phonetic route when the model has one (then each route alone too)."""
+    fused = all("fused" in f for _, f in figures.values())
+    extra = " bridge alone | phonetic route alone |" if fused else ""
+    lines = ["| prompts | wording | single-event prompts | top-1 | kal | ked | slt |" + extra,
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if fused else "")]
     for name, (wording, f) in figures.items():
         per_voice = [f["top1_per_voice"].get(v) for v in FESTIVAL_VOICES]
+        routes = f" {f['bridge']['top1']:.3f} | {f['phonetic']['top1']:.3f} |" if fused else ""
         lines.append(
             f"| {name} | {wording} | {f['single']} | **{f['top1']:.3f}** | "
-            + " | ".join("–" if v is None else f"{v:.3f}" for v in per_voice) + " |"
+            + " | ".join("–" if v is None else f"{v:.3f}" for v in per_voice) + " |" + routes
         )
     return lines
 
@@ -231,9 +235,10 @@ def build_page(
         parts += [f"![{p.stem}]({p.relative_to(docs).as_posix()})" for p in figures]
     if bridge:
         parts += [
-            "", "## The bridge alone (stage 1): top-1 on single-event prompts", "",
+            "", "## What the model hears (stage 1): event top-1 on single-event prompts", "",
+            "The bridge's event head, fused with the phonetic route (STUDY.md part 10) when the model has one.", "",
             *bridge_lines(bridge), "",
-            "Missed phrasings (prompt -> the bridge's answer, count): "
+            "Missed phrasings (prompt -> the answer, count): "
             + ("; ".join(f"\"{k}\" {v}" for k, v in misses[:20]) if misses else "none") + ".",
         ]
     return "\n".join(parts) + "\n"
@@ -282,6 +287,7 @@ def run(a: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from star.bridge.evaluate import score_rows
+    from star.bridge.listen import load_phonetic_beside
     from star.bridge.model import load_stage_one
     from star.eval.evaluator import run_eval
     from star.pipeline import Pipeline
@@ -292,6 +298,7 @@ def run(a: argparse.Namespace, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pipe = Pipeline.from_pretrained(a.model)
     bridge_model = load_stage_one(pipe.folder)
+    phonetic = load_phonetic_beside(pipe.folder, bridge_model)
     vocab = list(bridge_model.cfg.vocab)
     if a.categories:
         unknown = sorted(set(a.categories) - set(vocab))
@@ -309,14 +316,15 @@ def run(a: argparse.Namespace, argv: list[str]) -> int:
                       reference_rows=bool(a.corpus))
     clips = json.loads((out / "scores.json").read_text())["clips"]
 
+    def heard(manifest: Path | str) -> dict[str, Any]:
+        return score_rows(bridge_model, read_manifest(manifest), a.cache, phonetic=phonetic)
+
     bridge = {
-        f"`{WORDINGS}`": ("training phrasings", score_rows(bridge_model, read_manifest(wordings), a.cache)),
-        f"`{REQUESTS}` (names)": ("category names", score_rows(bridge_model, read_manifest(requests), a.cache)),
+        f"`{WORDINGS}`": ("training phrasings", heard(wordings)),
+        f"`{REQUESTS}` (names)": ("category names", heard(requests)),
     }
     if a.festival:
-        bridge["festival test set"] = (
-            "held-out phrasings", score_rows(bridge_model, read_manifest(a.festival), a.cache)
-        )
+        bridge["festival test set"] = ("held-out phrasings", heard(a.festival))
     figures = spectrograms(clips["e2e"], vocab, docs)
     command = "python -m star.eval.acceptance " + shlex.join(argv)
     page = build_page(command, scores["settings"], scores["rows"], clips, vocab, bridge, figures, docs)

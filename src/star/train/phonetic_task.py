@@ -48,6 +48,7 @@ class TextCorpusConfig(JsonConfig):
     sequences: int = 80000  # random sequences of those words
     min_words: int = 2
     max_words: int = 5
+    swapped: int = 0  # training captions with one word swapped for a random common word (sentences, not lists)
     seed: int = 0
 
 
@@ -63,12 +64,19 @@ class PhoneticTaskConfig(JsonConfig):
     bag: TrainConfig = field(default_factory=TrainConfig)
     corpus: TextCorpusConfig = field(default_factory=TextCorpusConfig)
     ctc_batch: int = 48
+    ctc_feature_mask: float = 0.0  # SpecAugment-like: this share of the frame channels zeroed per prompt,
+    ctc_time_masks: int = 0  # and this many spans of up to 5 frames (for voices the head never heard)
     bag_batch: int = 256
     speech_share: float = 0.25  # of each bag batch: the CTC head's output on training prompts
     speech_prompts: int = 12000
-    substitute: float = 0.08  # corruption of the text phonemes, about the CTC head's error rate
+    # Corruption of the text phonemes, like the CTC head's own slips: "uniform" (any phoneme for any, at the
+    # rates below) or "measured" (the head's confusions, deletions and insertions on the spoken sample,
+    # each rate x noise_scale: held-out voices slip more than the training voices it was measured on).
+    corruption: str = "uniform"
+    substitute: float = 0.08
     delete: float = 0.04
     insert: float = 0.03
+    noise_scale: float = 1.0
     temperature: float = 0.05  # InfoNCE of the bag against the batch's text embeddings
     max_val: int = 300
 
@@ -96,6 +104,20 @@ def _unique_phonemes(texts: list[str]) -> tuple[list[str], list[list[int]]]:
     return unique, text_phoneme_ids(unique)
 
 
+def mask_frames(frames: torch.Tensor, mask: torch.Tensor, channel_share: float, time_masks: int,
+                rng: random.Random) -> torch.Tensor:
+    """SpecAugment on the encoder's frames [b, t, d] (in place): about `channel_share` of each prompt's
+    channels zeroed, and `time_masks` spans of 1-5 real frames."""
+    if channel_share > 0:
+        draw = torch.rand(frames.shape[0], 1, frames.shape[2], generator=torch.Generator().manual_seed(rng.randrange(2**31)))
+        frames *= draw >= channel_share
+    for b, n in enumerate(mask.sum(1).tolist()):
+        for _ in range(time_masks):
+            start = rng.randrange(max(1, n - 5))
+            frames[b, start : start + rng.randint(1, 5)] = 0.0
+    return frames
+
+
 class PhonemeCTCTask:
     """Stage 1: frames -> phonemes (CTC)."""
 
@@ -117,7 +139,7 @@ class PhonemeCTCTask:
         while True:
             chunk = rng.choice(chunks)  # similar lengths in a batch: little padding
             frames, mask = collate_frames([self.items[i][0] for i in chunk])
-            yield frames, mask, [self.items[i][1] for i in chunk]
+            yield mask_frames(frames, mask, self.cfg.ctc_feature_mask, self.cfg.ctc_time_masks, rng), mask, [self.items[i][1] for i in chunk]
 
     def loss(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         frames, mask, labels = batch
@@ -134,13 +156,67 @@ class PhonemeCTCTask:
         save_weights(model, None, folder, "ctc")
 
 
+def alignment(ref: list[int], hyp: list[int]) -> list[tuple[int | None, int | None]]:
+    """A minimal-edit alignment: pairs (ref phoneme, hyp phoneme), None on the side of an insertion or a
+    deletion."""
+    n, m = len(ref), len(hyp)
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]))
+    pairs: list[tuple[int | None, int | None]] = []
+    i, j = n, m
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            pairs.append((ref[i - 1], hyp[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((ref[i - 1], None))
+            i -= 1
+        else:
+            pairs.append((None, hyp[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
 def edit_distance(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+    return sum(x != y for x, y in alignment(a, b))
+
+
+class MeasuredNoise:
+    """Corrupts phoneme strings the way the CTC head garbles speech: per reference phoneme, its deletion
+    rate and its substitutes as observed; insertions at the observed rate and mix. Rates x `scale`."""
+
+    def __init__(self, pairs: list[tuple[list[int], list[int]]], scale: float = 1.0):
+        n = len(PHONEMES)
+        counts = np.zeros((n, n + 1))  # [ref, hyp or n = deleted]
+        inserted = np.zeros(n)
+        for ref, hyp in pairs:
+            for r, h in alignment(ref, hyp):
+                if r is None:
+                    inserted[h] += 1
+                else:
+                    counts[r, n if h is None else h] += 1
+        seen = counts.sum(1, keepdims=True)
+        rates = counts / np.maximum(seen, 1)
+        self.delete = np.clip(rates[:, n] * scale, 0, 0.9)
+        wrong = rates[:, :n] * (1 - np.eye(n))
+        self.substitute = np.clip(wrong.sum(1) * scale, 0, 0.9)
+        self.substitutes = [(w / w.sum()).cumsum() if w.sum() else None for w in wrong]  # cumulative, for bisect
+        self.insert = min(0.9, inserted.sum() / max(1, seen.sum()) * scale)
+        self.inserts = (inserted / max(1, inserted.sum())).cumsum()
+
+    def __call__(self, ids: list[int], rng: random.Random) -> list[int]:
+        out = []
+        for i in ids:
+            r = rng.random()
+            if r < self.delete[i]:
+                continue
+            sub = self.substitutes[i]
+            out.append(int(np.searchsorted(sub, rng.random())) if sub is not None and r < self.delete[i] + self.substitute[i] else i)
+            if rng.random() < self.insert:
+                out.append(int(np.searchsorted(self.inserts, rng.random())))
+        return out or ids
 
 
 @torch.no_grad()
@@ -160,30 +236,47 @@ def speech_phonemes(ctc: PhonemeCTC, feats: list[np.ndarray]) -> list[list[int]]
     return out
 
 
+def corpus_texts(cfg: TextCorpusConfig, captions: list[str], held_out: set[str]) -> list[str]:
+    """The category-blind corpus: common words alone, random sequences of them, the captions, and captions
+    with one word swapped (so carrier phrases like "I want to hear" meet many words); never a held-out
+    phrasing."""
+    from star.bridge.general import frequency_words
+
+    rng = random.Random(cfg.seed)
+    words = frequency_words(top=cfg.top_words, skip=0)
+    texts = list(words)
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(cfg.min_words, cfg.max_words))) for _ in range(cfg.sequences)]
+    unique = sorted(set(captions))
+    texts += unique
+    for _ in range(cfg.swapped):
+        tokens = rng.choice(unique).split()
+        tokens[rng.randrange(len(tokens))] = rng.choice(words)
+        texts.append(" ".join(tokens))
+    return [t for t in dict.fromkeys(texts) if t.lower() not in held_out]
+
+
 def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str], text_encoder) -> dict[str, Any]:
-    """Texts, their phonemes and MiniLM embeddings (cached in out_dir/corpus.*: ~12 min to embed)."""
+    """Texts, their phonemes and MiniLM embeddings, cached in out_dir/corpus.*; a changed corpus embeds only
+    its new texts (the whole corpus takes ~12 min)."""
     out = Path(cfg.out_dir)
     # The texts depend on the captions and the excluded phrasings too, not only on the corpus settings.
     key = {**cfg.corpus.to_dict(), "inputs": hashlib.sha1(json.dumps([sorted(set(captions)), sorted(held_out)]).encode()).hexdigest()}
+    cached: dict[str, Any] = {"texts": [], "phonemes": [], "emb": np.zeros((0, 0), np.float16)}
     if (out / "corpus.json").is_file() and (out / "corpus.npy").is_file():
-        data = json.loads((out / "corpus.json").read_text())
-        if data["config"] == key:
-            return {**data, "emb": np.load(out / "corpus.npy")}
+        cached = {**json.loads((out / "corpus.json").read_text()), "emb": np.load(out / "corpus.npy")}
+        if cached["config"] == key:
+            return cached
     from tqdm import tqdm
 
-    from star.bridge.general import frequency_words
-
-    c = cfg.corpus
-    rng = random.Random(c.seed)
-    words = frequency_words(top=c.top_words, skip=0)
-    texts = list(words)
-    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(c.min_words, c.max_words))) for _ in range(c.sequences)]
-    texts += sorted(set(captions))
-    texts = [t for t in dict.fromkeys(texts) if t.lower() not in held_out]
-    phonemes = text_phoneme_ids(texts)
-    emb = np.concatenate(
-        [text_encoder.embed(texts[s : s + 256]).numpy() for s in tqdm(range(0, len(texts), 256), desc="corpus embeddings")]
-    ).astype(np.float16)
+    texts = corpus_texts(cfg.corpus, captions, held_out)
+    known = {t: i for i, t in enumerate(cached["texts"])}
+    new = [t for t in texts if t not in known]
+    new_phonemes = dict(zip(new, text_phoneme_ids(new)))
+    new_emb = [text_encoder.embed(new[s : s + 256]).numpy().astype(np.float16) for s in tqdm(range(0, len(new), 256), desc="corpus embeddings")]
+    new_row = {t: i for i, t in enumerate(new)}
+    new_emb = np.concatenate(new_emb) if new_emb else np.zeros((0, cached["emb"].shape[-1]), np.float16)
+    emb = np.stack([cached["emb"][known[t]] if t in known else new_emb[new_row[t]] for t in texts]).astype(np.float16)
+    phonemes = [cached["phonemes"][known[t]] if t in known else new_phonemes[t] for t in texts]
     out.mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").write_text(json.dumps({"config": key, "texts": texts, "phonemes": phonemes}))
     np.save(out / "corpus.npy", emb)
@@ -195,7 +288,7 @@ class PhonemeBagTask:
 
     def __init__(self, cfg: PhoneticTaskConfig, corpus: dict[str, Any], speech: list[list[int]],
                  speech_emb: np.ndarray, val_phonemes: list[list[int]], val_labels: np.ndarray,
-                 prototypes: np.ndarray):
+                 prototypes: np.ndarray, measured: MeasuredNoise | None = None):
         self.cfg = cfg
         self.model = PhonemeBag(cfg.model)
         self.corpus_ids = corpus["phonemes"]
@@ -203,8 +296,9 @@ class PhonemeBagTask:
         self.speech, self.speech_emb = speech, torch.from_numpy(np.asarray(speech_emb, np.float32))
         self.val_phonemes, self.val_labels = val_phonemes, val_labels
         self.prototypes = torch.from_numpy(prototypes)
+        self.corrupt = measured if measured is not None else self.uniform_noise
 
-    def corrupt(self, ids: list[int], rng: random.Random) -> list[int]:
+    def uniform_noise(self, ids: list[int], rng: random.Random) -> list[int]:
         c, n = self.cfg, len(PHONEMES)
         out = []
         for i in ids:
@@ -246,6 +340,8 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     from star.encoders.builders import build_text_encoder
 
     cfg = PhoneticTaskConfig.load(config_path)
+    if cfg.corruption not in ("uniform", "measured"):
+        raise StarError(f"phonetic corruption must be 'uniform' or 'measured', not {cfg.corruption!r}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "phonetic_task.json")
@@ -275,8 +371,11 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     single = [i for i, r in enumerate(val[: cfg.max_val]) if len(row_categories(r)) == 1]
     val_phonemes = speech_phonemes(ctc, [ctc_task.val[i][0] for i in single])  # ctc_task.val is val[: max_val]
     labels = np.array([vocab.index(row_categories(val[i])[0]) for i in single])
+    measured = None
+    if cfg.corruption == "measured":  # the head's slips on training prompts it heard, scaled up for new voices
+        measured = MeasuredNoise([(r["phonemes"], hyp) for r, hyp in zip(spoken, speech)], cfg.noise_scale)
     torch.set_num_threads(cfg.bag.threads)
-    bag_task = PhonemeBagTask(cfg, corpus, speech, speech_emb, val_phonemes, labels, prototypes)
+    bag_task = PhonemeBagTask(cfg, corpus, speech, speech_emb, val_phonemes, labels, prototypes, measured)
     bag_summary = Trainer(bag_task, cfg.bag, out / "bag").fit()
 
     reader = PhoneticReader(cfg.model)
