@@ -121,8 +121,7 @@ def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: n
                 weights: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
     """The bridge's probabilities [n, k] fused with the phonetic route's similarities; returns the fused
     scores (at the reader's weight) and {"bridge", "phonetic", "fused": {weight: ...}} top-1 and mAP."""
-    if list(phonetic.cfg.vocab) != list(vocab):
-        raise StarError("the phonetic reader and the bridge have different event vocabularies")
+    phonetic.require_vocab(vocab)
     sims = np.concatenate([phonetic.similarities(*collate_frames(feats[s : s + 64])).numpy() for s in range(0, len(feats), 64)])
     single = targets.sum(1) == 1
 

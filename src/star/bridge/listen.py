@@ -79,10 +79,7 @@ def load_phonetic_beside(folder: str | Path, model: StageOneModel) -> PhoneticRe
     """The phonetic reader of a model folder, if it has one; it must name the bridge's events in order."""
     if not (Path(folder) / f"{PHONETIC_WEIGHTS}.safetensors").is_file():
         return None
-    reader = load_phonetic(folder)
-    if list(reader.cfg.vocab) != list(model.cfg.vocab):
-        raise StarError(f"{folder}: the phonetic reader and the bridge have different event vocabularies")
-    return reader
+    return load_phonetic(folder).require_vocab(model.cfg.vocab, where=f"{folder}: ")
 
 
 class Listener:

@@ -48,7 +48,7 @@ class PhoneticConfig(JsonConfig):
     speech_encoder: str = "whisper-tiny.en"
     phonemes: list[str] = field(default_factory=lambda: list(PHONEMES))
     vocab: list[str] = field(default_factory=list)  # event categories, in the order of `prototypes`
-    fusion_weight: float = 8.0  # cosine to a category's centroid, added to the bridge's log-probability
+    fusion_weight: float = 8.0  # x each category's centred cosine, added to the bridge's logit (`fuse`)
 
     def validate(self) -> PhoneticConfig:
         if list(self.phonemes) != list(PHONEMES):
@@ -152,6 +152,12 @@ class PhoneticReader(nn.Module):
         self.ctc = PhonemeCTC(cfg)
         self.bag = PhonemeBag(cfg)
         self.register_buffer("prototypes", torch.zeros(len(cfg.vocab), cfg.out_dim))  # [k, e]
+
+    def require_vocab(self, vocab: Sequence[str], where: str = "") -> PhoneticReader:
+        """This reader, if its categories are the bridge's `vocab` in the same order (fusion is by index)."""
+        if list(self.cfg.vocab) != list(vocab):
+            raise StarError(f"{where}the phonetic reader and the bridge have different event vocabularies")
+        return self
 
     @torch.no_grad()
     def embed(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
