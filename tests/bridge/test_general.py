@@ -11,6 +11,7 @@ from star.bridge.general import (
     coverage_sentences,
     general_sentences,
     teacher_labels,
+    without_held_out_words,
 )
 
 
@@ -37,6 +38,15 @@ def test_coverage_speaks_every_word_once_per_pass_alone_or_in_pairs():
     assert set(per_sentence) == {1, 2} and 100 < len(a) < 300
     twice = coverage_sentences(words, passes=2, seed=5)
     assert sorted(t for s in twice for t in s.split() if t in set(words)) == sorted(words * 2)
+
+
+def test_without_held_out_words_drops_tested_words_and_their_stems():
+    from star.data.captions import held_out_only_words
+
+    banned = sorted(held_out_only_words())
+    assert {"drizzle", "toddler", "sobbing"} <= set(banned)
+    kept = without_held_out_words(["dog", "rain", "drizzle", "toddlers", "sobs", "table", *banned])
+    assert kept == ["dog", "rain", "table"]
 
 
 def test_teacher_labels_label_negative_or_skip():

@@ -199,3 +199,6 @@ def test_evaluate_fuses_a_phonetic_reader_and_reports_each_route(tiny_model_dir,
     assert r["fused"]["0.0"]["top1"] == pytest.approx(r["bridge"]["top1"])  # weight 0: the bridge alone
     assert r["phonetic"]["top1"] == pytest.approx(dogs)
     assert r["phoneme_error"] >= 0.9  # an untrained CTC head spells nothing right
+    voices = {"espeak" if row.get("engine") == "espeak" else row["voice"].split(":")[-1] for row in _rows(prompts_manifest)
+              if row["split"] in ("val", "validation")}
+    assert set(r["phoneme_error_per_voice"]) == voices and all(e >= 0.9 for e in r["phoneme_error_per_voice"].values())

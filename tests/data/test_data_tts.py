@@ -55,6 +55,33 @@ def test_plan_renditions_alternates_engines_and_varies_voices():
     assert again == plan
 
 
+def test_flite_pitch_is_drawn_only_when_asked():
+    plain = tts.plan_renditions(tts.default_voices(), 10, np.random.default_rng(0))
+    assert all("pitch" not in dict(r.params) for r in plain if r.voice.engine == "flite")
+    pitched = tts.plan_renditions(tts.resolve_voices(["flite"]), 40, np.random.default_rng(0), flite_pitch=(80, 90))
+    assert all(80 <= dict(r.params)["pitch"] <= 90 for r in pitched)
+
+
+def median_f0(wav: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Median autocorrelation pitch (50-400 Hz) of the loud 40 ms frames."""
+    n, out = int(0.04 * sr), []
+    for s in range(0, len(wav) - n, n // 2):
+        x = wav[s : s + n] - wav[s : s + n].mean()
+        if np.sqrt(np.mean(x**2)) < 0.05 * np.max(np.abs(wav)):
+            continue
+        ac = np.correlate(x, x, "full")[n - 1 :]
+        lo, hi = sr // 400, sr // 50
+        out.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(out))
+
+
+@needs["flite"]
+def test_flite_pitch_moves_the_voice():
+    low = tts.synthesize("a dog is barking loudly", Rendition(Voice("flite", "kal16"), (("pitch", 80),)))
+    high = tts.synthesize("a dog is barking loudly", Rendition(Voice("flite", "kal16"), (("pitch", 170),)))
+    assert 65 < median_f0(low) < 100 and 140 < median_f0(high) < 200
+
+
 @pytest.mark.parametrize("engine, voice, params", [
     pytest.param("espeak", "en-gb-scotland+f2", (("pitch", 60), ("speed", 150)), marks=needs["espeak"]),
     pytest.param("flite", "slt", (("stretch", 1.1),), marks=needs["flite"]),

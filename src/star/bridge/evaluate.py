@@ -86,6 +86,10 @@ def score_rows(
     if phonetic is not None:
         probs, phonetic_figures = fuse_routes(phonetic, feats, probs, targets, vocab, fusion_weights or [])
         phonetic_figures["phoneme_error"] = phoneme_error(phonetic, feats, rows)
+        phonetic_figures["phoneme_error_per_voice"] = {
+            group: phoneme_error(phonetic, [feats[i] for i in idx], [rows[i] for i in idx])
+            for group, idx in voice_groups(rows).items()
+        }
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
         "prompts": len(rows),
@@ -131,6 +135,16 @@ def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: n
     weight = phonetic.cfg.fusion_weight
     fused = {str(w): figures(fuse(probs, sims, w)) for w in sorted({weight, *weights})}
     return fuse(probs, sims, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
+
+
+def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Row indices by voice; espeak's hundreds of voices count as one ("espeak"), flite's and festival's
+    apart (the recogniser's error differs most between synthesisers)."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        engine = str(r.get("engine", ""))
+        groups.setdefault("espeak" if engine == "espeak" else voice_name(r), []).append(i)
+    return dict(sorted(groups.items()))
 
 
 def phoneme_error(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]) -> float:
@@ -200,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             print("   bridge alone: top-1 {top1:.3f} mAP {map:.3f}; ".format(**r["bridge"])
                   + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"])
                   + f"; phoneme error {r['phoneme_error']:.3f}")
+            print("   phoneme error by voice: " + " ".join(f"{v}={e:.3f}" for v, e in r["phoneme_error_per_voice"].items()))
             print("   fused, by weight: " + ", ".join(f"{w}: top-1 {f['top1']:.3f} mAP {f['map']:.3f}" for w, f in r["fused"].items()))
         if "slots" in r:
             print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")

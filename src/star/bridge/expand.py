@@ -297,6 +297,7 @@ def speak_rows(
     source: str,
     voices: list[str] | None = None,
     split: str = "train",
+    flite_pitch: tuple[int, int] | None = None,
 ) -> list[dict]:
     """Speak (categories, caption[, kind]) jobs -> manifest rows. Without a kind, one category is a
     "single" request and several an "overlay"; a "sequence" lists its events in time order, each in its
@@ -309,7 +310,7 @@ def speak_rows(
     rng = np.random.default_rng(seed)
     chosen = resolve_voices(voices)
     plain = is_held_out(chosen)
-    renditions = plan_renditions(chosen, len(jobs), rng)
+    renditions = plan_renditions(chosen, len(jobs), rng, flite_pitch)
     rows = []
     for n, (job, rendition) in enumerate(tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")):
         cats, caption = job[0], job[1]

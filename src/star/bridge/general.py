@@ -20,6 +20,7 @@ festival prompts are seen.
         --sentences 2500 --seed 1 --top 30000 --extended
     python -m star.bridge.general --manifest runs/data/esc10_train/prompts.jsonl --out runs/bridge/cover_0 \
         --cover 1 --top 30000 --seed 2 --part 0/2      # and --part 1/2 --out runs/bridge/cover_1
+    (add --avoid-held-out to leave out the words the held-out phrasings test: STUDY part 12)
 writes `out/prompts.jsonl` (train split) and `out/teacher.json` (label counts and thresholds).
 """
 
@@ -82,6 +83,14 @@ def frequency_words(top: int = 20000, skip: int = 150) -> list[str]:
 
     names = proper_nouns()
     return [w for w in top_n_list("en", top)[skip:] if w.isalpha() and 3 <= len(w) <= 16 and w not in names]
+
+
+def without_held_out_words(words: list[str]) -> list[str]:
+    """`words` minus the held-out phrasings' own words and any word sharing a stem with one of them."""
+    from star.data.captions import held_out_only_words, word_stem
+
+    banned = {word_stem(w) for w in held_out_only_words()}
+    return [w for w in words if word_stem(w) not in banned]
 
 
 def general_sentences(words: list[str], n: int, seed: int = 0, extended: bool = False) -> list[str]:
@@ -158,12 +167,14 @@ def build_general(
     extended: bool = False,
     cover: int = 0,
     part: tuple[int, int] = (0, 1),
+    avoid_held_out: bool = False,
 ) -> Path:
     """Write `out_dir/prompts.jsonl` (spoken general sentences) and `out_dir/teacher.json`; return the first.
 
     `cover` > 0 speaks every word of the list that many times (`coverage_sentences`) instead of
     `sentences` sampled ones. `part` (k, n) speaks only every n-th sentence from the k-th, so n
-    processes (each with its own `out_dir`) share the work."""
+    processes (each with its own `out_dir`) share the work. `avoid_held_out` drops the words the held-out
+    phrasings test (`held_out_only_words`, and words sharing their stem), so no voice ever speaks them."""
     k, n_parts = part
     check_part(k, n_parts)
     from star.bridge.expand import caption_prototypes, speak_rows
@@ -176,6 +187,8 @@ def build_general(
     vocab = read_vocab(manifest, rows)
     text = build_text_encoder("minilm")
     words = frequency_words(top)
+    if avoid_held_out:
+        words = without_held_out_words(words)
     texts = (
         coverage_sentences(words, cover, seed)
         if cover
@@ -222,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         "--cover", type=int, default=0, help="speak every word this many times (ignores --sentences)"
     )
     p.add_argument(
+        "--avoid-held-out", action="store_true", help="never speak the words the held-out phrasings test"
+    )
+    p.add_argument(
         "--part", default="0/1", help="K/N: speak only part K of N (run N processes, one --out each)"
     )
     a = p.parse_args(argv)
@@ -245,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             extended=a.extended,
             cover=a.cover,
             part=part,
+            avoid_held_out=a.avoid_held_out,
         )
     )
 

@@ -138,18 +138,26 @@ def check_engines(voices: list[Voice]) -> None:
             raise StarError(f"{BINARIES[engine]} not found: install it (apt-get install {pkg})")
 
 
-def sample_rendition(voice: Voice, rng: np.random.Generator) -> Rendition:
-    """Random engine parameters for `voice`; festival (test voices) is always spoken plainly."""
+def sample_rendition(
+    voice: Voice, rng: np.random.Generator, flite_pitch: tuple[int, int] | None = None
+) -> Rendition:
+    """Random engine parameters for `voice`; festival (test voices) is always spoken plainly. `flite_pitch`
+    (Hz, low and high) also moves flite's mean pitch, which makes its five voices many speakers; without
+    it the draws are those the data sets were built with."""
     if voice.engine == "espeak":
         params = {"pitch": int(rng.integers(25, 76)), "speed": int(rng.integers(130, 191))}
     elif voice.engine == "flite":
         params = {"stretch": round(float(rng.uniform(0.85, 1.2)), 2)}
+        if flite_pitch is not None:
+            params["pitch"] = int(rng.integers(flite_pitch[0], flite_pitch[1] + 1))
     else:
         params = {}
     return Rendition(voice, tuple(sorted(params.items())))
 
 
-def plan_renditions(voices: list[Voice], n: int, rng: np.random.Generator) -> list[Rendition]:
+def plan_renditions(
+    voices: list[Voice], n: int, rng: np.random.Generator, flite_pitch: tuple[int, int] | None = None
+) -> list[Rendition]:
     """`n` renditions that take engines in turn (espeak's 328 voices do not swamp flite's 5) and,
     within an engine, voices without repetition until all were used."""
     by_engine: dict[str, list[Voice]] = {}
@@ -165,7 +173,7 @@ def plan_renditions(voices: list[Voice], n: int, rng: np.random.Generator) -> li
         pool = by_engine[e]
         voice = pool[int(perms[e][used[e] % len(pool)])]
         used[e] += 1
-        out.append(sample_rendition(voice, rng))
+        out.append(sample_rendition(voice, rng, flite_pitch))
     return out
 
 
@@ -181,6 +189,8 @@ def synthesize_raw(text: str, rendition: Rendition) -> tuple[np.ndarray, int]:
         elif v.engine == "flite":
             cmd = ["flite", "-voice", v.name, "--setf", f"duration_stretch={p.get('stretch', 1.0)}",
                    "-f", str(txt), "-o", str(out)]
+            if "pitch" in p:  # mean F0 in Hz (the rms voice ignores it)
+                cmd[3:3] = ["--setf", f"int_f0_target_mean={p['pitch']}"]
         elif v.engine == "festival":
             cmd = ["text2wave", "-eval", f"(voice_{v.name})", str(txt), "-o", str(out)]
         else:
