@@ -202,6 +202,21 @@ def test_measured_noise_repeats_the_observed_slips_only():
     assert clean([4, 5, 6], rng) == [4, 5, 6]  # nothing observed wrong: nothing corrupted
 
 
+def test_reduce_vowels_turns_only_short_vowels_into_schwas():
+    import random
+
+    from star.data.phonemes import PHONEMES, text_phoneme_ids
+    from star.train.phonetic_task import reduce_vowels
+
+    (ids,) = text_phoneme_ids(["a puppy is yapping"])  # espeak: full vowels, /ɪz/ and /ɪŋ/
+    rng = random.Random(0)
+    assert reduce_vowels(ids, 0.0, rng) == ids
+    said = "".join(PHONEMES[i] for i in reduce_vowels(ids, 1.0, rng))
+    assert said == "ɐpəpiəzjæpəŋ"  # ʌ and ɪ reduced; i, æ and the schwa-like ɐ kept
+    halves = [reduce_vowels(ids, 0.5, rng) for _ in range(200)]
+    assert 0.3 < sum(h != ids for h in halves) / 200 < 1.0 and all(len(h) == len(ids) for h in halves)
+
+
 class CountingEncoder:
     """A deterministic stand-in for MiniLM that records what it was asked to embed (the cache is the test)."""
 

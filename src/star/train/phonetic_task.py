@@ -77,6 +77,9 @@ class PhoneticTaskConfig(JsonConfig):
     delete: float = 0.04
     insert: float = 0.03
     noise_scale: float = 1.0
+    # Share of the short vowels (REDUCIBLE) said as a schwa before the corruption: connected speech, and
+    # festival's diphone voices, reduce unstressed vowels ("yapping" as /jæpəŋ/; STUDY part 12).
+    reduce_vowels: float = 0.0
     temperature: float = 0.05  # InfoNCE of the bag against the batch's text embeddings
     max_val: int = 300
 
@@ -283,6 +286,15 @@ def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str
     return {"texts": texts, "phonemes": phonemes, "emb": emb}
 
 
+SCHWA = PHONEMES.index("ə")
+REDUCIBLE = frozenset(PHONEMES.index(v) for v in ("ɪ", "ʌ", "ɛ", "ʊ", "ᵻ"))
+
+
+def reduce_vowels(ids: list[int], share: float, rng: random.Random) -> list[int]:
+    """Each short vowel (REDUCIBLE) of `ids` said as a schwa with probability `share`."""
+    return [SCHWA if i in REDUCIBLE and rng.random() < share else i for i in ids] if share > 0 else ids
+
+
 class PhonemeBagTask:
     """Stage 2: phoneme strings -> text embedding space."""
 
@@ -316,7 +328,8 @@ class PhonemeBagTask:
         while True:
             ci = [rng.randrange(len(self.corpus_ids)) for _ in range(self.cfg.bag_batch - n_speech)]
             si = [rng.randrange(len(self.speech)) for _ in range(n_speech)]
-            seqs = [self.corrupt(self.corpus_ids[i], rng) for i in ci] + [self.speech[i] for i in si]
+            text = [reduce_vowels(self.corpus_ids[i], self.cfg.reduce_vowels, rng) for i in ci]
+            seqs = [self.corrupt(ids, rng) for ids in text] + [self.speech[i] for i in si]
             yield seqs, torch.cat([self.corpus_emb[ci], self.speech_emb[si]])
 
     def loss(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
