@@ -85,11 +85,7 @@ def score_rows(
     phonetic_figures = None
     if phonetic is not None:
         probs, phonetic_figures = fuse_routes(phonetic, feats, probs, targets, vocab, fusion_weights or [])
-        phonetic_figures["phoneme_error"] = phoneme_error(phonetic, feats, rows)
-        phonetic_figures["phoneme_error_per_voice"] = {
-            group: phoneme_error(phonetic, [feats[i] for i in idx], [rows[i] for i in idx])
-            for group, idx in voice_groups(rows).items()
-        }
+        phonetic_figures.update(phoneme_errors(phonetic, feats, rows))
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
         "prompts": len(rows),
@@ -147,12 +143,17 @@ def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
     return dict(sorted(groups.items()))
 
 
-def phoneme_error(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]) -> float:
-    """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme)."""
+def phoneme_errors(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme):
+    "phoneme_error" over all prompts and "phoneme_error_per_voice" (`voice_groups`), from one decoding."""
     from star.data.phonemes import text_phoneme_ids
-    from star.train.phonetic_task import phoneme_error_rate
+    from star.train.phonetic_task import error_rate, phoneme_edits
 
-    return phoneme_error_rate(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))))
+    edits = phoneme_edits(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))))
+    return {
+        "phoneme_error": error_rate(edits),
+        "phoneme_error_per_voice": {v: error_rate([edits[i] for i in idx]) for v, idx in voice_groups(rows).items()},
+    }
 
 
 def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, single: np.ndarray) -> dict[str, float]:

@@ -223,11 +223,20 @@ class MeasuredNoise:
 
 
 @torch.no_grad()
+def phoneme_edits(model: torch.nn.Module, items: list[tuple[np.ndarray, list[int]]]) -> list[tuple[int, int]]:
+    """(edits between the greedy phonemes and the reference, reference length) of each item."""
+    hyps = speech_phonemes(model, [f for f, _ in items])
+    return [(edit_distance(hyp, ref), len(ref)) for hyp, (_, ref) in zip(hyps, items)]
+
+
+def error_rate(edits: list[tuple[int, int]]) -> float:
+    """Edits over reference phonemes, pooled over items."""
+    return sum(e for e, _ in edits) / max(1, sum(n for _, n in edits))
+
+
 def phoneme_error_rate(model: torch.nn.Module, items: list[tuple[np.ndarray, list[int]]]) -> float:
     """Edits between the greedy phonemes and the reference, over reference phonemes."""
-    hyps = speech_phonemes(model, [f for f, _ in items])
-    errors = sum(edit_distance(hyp, ref) for hyp, (_, ref) in zip(hyps, items))
-    return errors / max(1, sum(len(ref) for _, ref in items))
+    return error_rate(phoneme_edits(model, items))
 
 
 @torch.no_grad()
