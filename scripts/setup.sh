@@ -3,6 +3,8 @@
 set -euo pipefail
 VENV=${VENV:-.venv}
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts libsndfile1 chromium)
+# FreeTTS (an optional data voice, 10 MB) only where Java already is: it is not worth a Java runtime.
+command -v java >/dev/null 2>&1 && APT_PACKAGES+=(freetts)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

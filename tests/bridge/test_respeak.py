@@ -50,3 +50,21 @@ def test_respeak_keeps_labels_and_uses_pitched_flite_voices(tmp_path):
     assert by_source["c"]["bce"] is False
     with pytest.raises(StarError, match="pitch range"):
         build_respeak([m], tmp_path / "bad", count=2, pitch=(200, 100))
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
+def test_respeak_validation_speaks_each_validation_prompt_once_unaugmented(tmp_path):
+    m = write_manifest(tmp_path / "m.jsonl", ROWS + [{**ROWS[3], "id": "w", "caption": "another held-out phrasing"}])
+    out = build_respeak([m], tmp_path / "out", voices=["flite:slt"], split="validation")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["respoken"] for r in rows] == ["v", "w"] and {r["split"] for r in rows} == {"validation"}
+    assert all(r["augment"] == {} and r["voice"] == "flite:slt" and "stretch" in r["params"] for r in rows)
+    assert rows[0]["caption"] == "a held-out phrasing" and rows[0]["events"] == ROWS[3]["events"]
+
+
+def test_respeak_refuses_festival_and_unknown_splits(tmp_path):
+    m = write_manifest(tmp_path / "m.jsonl", ROWS)
+    with pytest.raises(StarError, match="held out"):
+        build_respeak([m], tmp_path / "f", voices=["festival:kal"])
+    with pytest.raises(StarError, match="train or the validation"):
+        build_respeak([m], tmp_path / "t", split="test")

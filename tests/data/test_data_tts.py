@@ -12,11 +12,15 @@ from star.errors import StarError
 
 needs = {e: pytest.mark.skipif(shutil.which(b) is None, reason=f"{b} not installed")
          for e, b in tts.BINARIES.items()}
+needs["freetts"] = pytest.mark.skipif(shutil.which("java") is None or not tts.FREETTS_JAR.is_file(),
+                                      reason="freetts not installed")
 
 
-def test_default_voices_never_include_festival():
+def test_default_voices_never_include_festival_or_optional_engines():
     voices = tts.default_voices()
     assert {v.engine for v in voices} == {"espeak", "flite"}
+    assert tts.resolve_voices(["freetts"]) == [Voice("freetts", "kevin16")]
+    assert not tts.is_held_out(tts.resolve_voices(["freetts", "flite"]))
     assert tts.resolve_voices(None) == voices and tts.resolve_voices([]) == voices
     assert not tts.is_held_out(voices)
     assert len([v for v in voices if v.engine == "espeak"]) == len(tts.ESPEAK_ACCENTS) * len(tts.ESPEAK_VARIANTS)
@@ -86,6 +90,7 @@ def test_flite_pitch_moves_the_voice():
     pytest.param("espeak", "en-gb-scotland+f2", (("pitch", 60), ("speed", 150)), marks=needs["espeak"]),
     pytest.param("flite", "slt", (("stretch", 1.1),), marks=needs["flite"]),
     pytest.param("festival", "ked_diphone", (), marks=needs["festival"]),
+    pytest.param("freetts", "kevin16", (("speed", 1.1),), marks=needs["freetts"]),
 ])
 def test_synthesis_is_16k_trimmed_and_not_silent(tmp_path, engine, voice, params):
     r = Rendition(Voice(engine, voice), params)
@@ -132,3 +137,22 @@ def test_vad_falls_back_to_energy_when_it_hears_no_speech():
     assert how == "energy"
     assert abs(len(trimmed) - (len(tone) + 0.1 * SAMPLE_RATE)) < 0.03 * SAMPLE_RATE
     assert tts.vad_trim(np.zeros(SAMPLE_RATE, np.float32))[1] == "none"
+
+
+@needs["freetts"]
+def test_freetts_speed_and_batched_cache(tmp_path, monkeypatch):
+    texts = ["a dog is barking", "the rain is falling on the roof", "a clock ticks"]
+    slow, fast = (Rendition(Voice("freetts", "kevin16"), (("speed", s),)) for s in (0.85, 1.15))
+    ratio = len(tts.synthesize(texts[1], slow)) / len(tts.synthesize(texts[1], fast))
+    assert 1.2 < ratio < 1.5  # 1.15 / 0.85 = 1.35: played slower is longer
+    alone = tts.synthesize(texts[0], slow, cache_dir=tmp_path / "alone")
+    assert tts.prefill_cache([(t, slow) for t in texts], tmp_path / "batch") == 3
+    assert tts.prefill_cache([(t, slow) for t in texts], tmp_path / "batch") == 0  # all cached now
+
+    def boom(*_a, **_k):
+        raise AssertionError("synthesised again despite the prefilled cache")
+
+    monkeypatch.setattr(tts, "synthesize_raw", boom)
+    batched = [tts.synthesize(t, slow, cache_dir=tmp_path / "batch") for t in texts]
+    assert np.array_equal(batched[0], alone)  # one Java process per text or per batch: the same audio
+    assert len(batched[1]) > len(batched[2])

@@ -298,19 +298,21 @@ def speak_rows(
     voices: list[str] | None = None,
     split: str = "train",
     flite_pitch: tuple[int, int] | None = None,
+    plain: bool = False,
 ) -> list[dict]:
     """Speak (categories, caption[, kind]) jobs -> manifest rows. Without a kind, one category is a
     "single" request and several an "overlay"; a "sequence" lists its events in time order, each in its
-    share of a 5 s clip. Training voices (the default) get waveform augmentation; held-out festival voices
-    are spoken plainly, as the test prompts are."""
+    share of a 5 s clip. Training voices (the default) get waveform augmentation; held-out festival voices,
+    and every voice with `plain`, are not augmented, as the validation and test prompts of a data build."""
     from star.audio.io import write_wav
     from star.data.augment import AugmentConfig, augment
-    from star.data.tts import is_held_out, plan_renditions, resolve_voices, synthesize
+    from star.data.tts import is_held_out, plan_renditions, prefill_cache, resolve_voices, synthesize
 
     rng = np.random.default_rng(seed)
     chosen = resolve_voices(voices)
-    plain = is_held_out(chosen)
+    plain = plain or is_held_out(chosen)
     renditions = plan_renditions(chosen, len(jobs), rng, flite_pitch)
+    prefill_cache([(job[1], r) for job, r in zip(jobs, renditions)], out / "tts_cache")  # FreeTTS in batches
     rows = []
     for n, (job, rendition) in enumerate(tqdm(list(zip(jobs, renditions)), desc=f"speaking {source}")):
         cats, caption = job[0], job[1]

