@@ -71,7 +71,8 @@ def build_respeak(
     check_part(k, n_parts)
     if count < 1 or pitch[0] < 40 or pitch[1] < pitch[0]:
         raise StarError("respeak needs count >= 1 and a pitch range low <= high (Hz, low >= 40)")
-    if is_held_out(resolve_voices(voices or ["flite"])):
+    voices = voices or ["flite"]
+    if is_held_out(resolve_voices(voices)):
         raise StarError("festival voices are held out for testing: respeak never speaks in them")
     if split not in ("train", "validation"):
         raise StarError(f"respeak speaks the train or the validation split, not {split!r}")
@@ -87,7 +88,7 @@ def build_respeak(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(row_categories(r), r["caption"], r.get("kind", "single")) for r in picked]
     prefix = "r" + (str(k) if n_parts > 1 else "")
-    lines = speak_rows(jobs, out, prefix, seed + k, "respeak", voices=voices or ["flite"], flite_pitch=pitch,
+    lines = speak_rows(jobs, out, prefix, seed + k, "respeak", voices=voices, flite_pitch=pitch,
                        split=split, plain=split == "validation")
     for line, r in zip(lines, picked):
         line["events"] = r.get("events", line["events"])  # the original timing (scenes, sequences)
@@ -98,8 +99,9 @@ def build_respeak(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Re-speak training prompts in flite voices at many pitches")
-    p.add_argument("--manifest", nargs="+", required=True, help="training manifests to draw prompts from")
+    p = argparse.ArgumentParser(description="Re-speak training prompts in more voices (flite at many pitches by default), "
+                                "or the validation prompts in a new voice")
+    p.add_argument("--manifest", nargs="+", required=True, help="manifests to draw prompts from")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--count", type=int, default=4000, help="prompts to re-speak (over all parts)")
     p.add_argument("--seed", type=int, default=0)

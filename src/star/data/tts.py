@@ -297,8 +297,10 @@ def prefill_cache(jobs: list[tuple[str, Rendition]], cache_dir: str | Path, marg
 
     todo: dict[str, list[tuple[str, Rendition, Path]]] = {}
     for text, r in jobs:
+        if r.voice.engine != "freetts":  # every other engine is quick to start: synthesize speaks it
+            continue
         path = _cache_path(cache_dir, text, r, margin)
-        if r.voice.engine == "freetts" and not path.is_file():
+        if not path.is_file():
             todo.setdefault(r.voice.name, []).append((text, r, path))
     with tqdm(total=sum(map(len, todo.values())), desc="freetts", disable=not todo) as bar:
         for voice, items in todo.items():
