@@ -145,6 +145,9 @@ def test_fusion_weight_is_chosen_on_validation_only(tmp_path):
     assert load_phonetic(tmp_path).cfg.fusion_weight == 8.0
     with pytest.raises(StarError, match="validation"):
         choose_fusion_weight({"esc10_festival": results["esc10_festival"]}, tmp_path)
+    # A second validation set (another rendition) votes too: the mean top-1 decides.
+    results["esc10_freetts:validation"] = {"fused": {"2.0": {"top1": 1.0, "map": 1.0}, "8.0": {"top1": 0.7, "map": 1.0}}}
+    assert choose_fusion_weight(results, tmp_path) == 2.0
 
 
 def test_evaluate_says_plainly_when_the_phonetic_folder_is_missing(tmp_path):
@@ -215,6 +218,20 @@ def test_reduce_vowels_turns_only_short_vowels_into_schwas():
     assert said == "ɐpəpiəzjæpəŋ"  # ʌ and ɪ reduced; i, æ and the schwa-like ɐ kept
     halves = [reduce_vowels(ids, 0.5, rng) for _ in range(200)]
     assert 0.3 < sum(h != ids for h in halves) / 200 < 1.0 and all(len(h) == len(ids) for h in halves)
+
+
+def test_same_class_substitution_swaps_vowels_for_vowels_and_consonants_for_consonants():
+    import random
+
+    from star.data.phonemes import PHONEME_INDEX, PHONEMES
+    from star.train.phonetic_task import CONSONANTS, VOWELS, substitute
+
+    rng = random.Random(0)
+    vowel, consonant = PHONEME_INDEX["ʌ"], PHONEME_INDEX["p"]
+    assert {substitute(vowel, 1.0, rng) for _ in range(300)} <= set(VOWELS)
+    assert {substitute(consonant, 1.0, rng) for _ in range(300)} <= set(CONSONANTS)
+    assert {substitute(vowel, 0.0, rng) for _ in range(300)} & set(CONSONANTS)  # off: any phoneme
+    assert "ɑː" in {PHONEMES[i] for i in VOWELS} and "ŋ" in {PHONEMES[i] for i in CONSONANTS}
 
 
 class CountingEncoder:

@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--phonetic", help="a phonetic reader folder (star train phonetic): fuse both routes")
     p.add_argument("--fusion-weights", nargs="+", type=float, default=[], help="also score these fusion weights")
     p.add_argument("--choose-fusion-weight", action="store_true",
-                   help="write the weight with the best validation top-1 (then mAP) into the phonetic folder's config")
+                   help="write the weight with the best validation top-1 (then mAP; mean over every manifest's validation "
+                        "prompts) into the phonetic folder's config")
     a = p.parse_args(argv)
     import torch
 
@@ -232,13 +233,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def choose_fusion_weight(results: dict[str, Any], phonetic_dir: str | Path | None) -> float:
-    """The weight of the best validation top-1 (ties: mAP), saved into the phonetic folder's config. Only
-    validation prompts choose it, never a test set."""
-    val = [r for name, r in results.items() if name.endswith(":validation") and "fused" in r]
+    """The weight of the best validation top-1 (ties: mAP), averaged over every validation set given (e.g.
+    the training voices' and a held-out rendition's, STUDY part 13), saved into the phonetic folder's
+    config. Only validation prompts choose it, never a test set."""
+    val = [r["fused"] for name, r in results.items() if name.endswith(":validation") and "fused" in r]
     if not val or phonetic_dir is None:
         raise StarError("choosing the fusion weight needs --phonetic and a manifest with validation prompts")
-    fused = val[0]["fused"]
-    best = max(fused, key=lambda w: (fused[w]["top1"], fused[w]["map"]))
+    best = max(val[0], key=lambda w: (np.mean([f[w]["top1"] for f in val]), np.mean([f[w]["map"] for f in val])))
     reader = load_phonetic(phonetic_dir)
     reader.cfg.fusion_weight = float(best)
     reader.cfg.save(Path(phonetic_dir) / f"{WEIGHTS_NAME}.json")

@@ -77,6 +77,9 @@ class PhoneticTaskConfig(JsonConfig):
     delete: float = 0.04
     insert: float = 0.03
     noise_scale: float = 1.0
+    # Share of the uniform substitutions drawn from the phoneme's own class (vowel for vowel, consonant for
+    # consonant), as the CTC head's slips mostly are ("puppy" heard as /pɑːpi/; STUDY part 14).
+    same_class: float = 0.0
     # Share of the short vowels (REDUCIBLE) said as a schwa before the corruption: connected speech, and
     # festival's diphone voices, reduce unstressed vowels ("yapping" as /jæpəŋ/; STUDY part 12).
     reduce_vowels: float = 0.0
@@ -297,11 +300,20 @@ def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str
 
 SCHWA = PHONEMES.index("ə")
 REDUCIBLE = frozenset(PHONEMES.index(v) for v in ("ɪ", "ʌ", "ɛ", "ʊ", "ᵻ"))
+VOWELS = tuple(i for i, p in enumerate(PHONEMES) if p[0] in "aeiouæɐɑɔəɚɛɜɪʊʌᵻ")
+CONSONANTS = tuple(i for i in range(len(PHONEMES)) if i not in VOWELS)
 
 
 def reduce_vowels(ids: list[int], share: float, rng: random.Random) -> list[int]:
     """Each short vowel (REDUCIBLE) of `ids` said as a schwa with probability `share`."""
     return [SCHWA if i in REDUCIBLE and rng.random() < share else i for i in ids] if share > 0 else ids
+
+
+def substitute(i: int, same_class: float, rng: random.Random) -> int:
+    """A random phoneme in place of `i`: with probability `same_class` one of its own class (vowel or consonant)."""
+    if same_class and rng.random() < same_class:  # no draw when off, so earlier bags reproduce
+        return rng.choice(VOWELS if i in VOWELS else CONSONANTS)
+    return rng.randrange(len(PHONEMES))
 
 
 class PhonemeBagTask:
@@ -326,7 +338,7 @@ class PhonemeBagTask:
             r = rng.random()
             if r < c.delete:
                 continue
-            out.append(rng.randrange(n) if r < c.delete + c.substitute else i)
+            out.append(substitute(i, c.same_class, rng) if r < c.delete + c.substitute else i)
             if rng.random() < c.insert:
                 out.append(rng.randrange(n))
         return out or ids
