@@ -298,19 +298,18 @@ def speak_rows(
     voices: list[str] | None = None,
     split: str = "train",
     flite_pitch: tuple[int, int] | None = None,
-    plain: bool = False,
 ) -> list[dict]:
     """Speak (categories, caption[, kind]) jobs -> manifest rows. Without a kind, one category is a
     "single" request and several an "overlay"; a "sequence" lists its events in time order, each in its
-    share of a 5 s clip. Training voices (the default) get waveform augmentation; held-out festival voices,
-    and every voice with `plain`, are not augmented, as the validation and test prompts of a data build."""
+    share of a 5 s clip. Training prompts get waveform augmentation; validation and test prompts (any `split` but
+    "train") and held-out festival voices are spoken plainly, as a data build speaks them."""
     from star.audio.io import write_wav
     from star.data.augment import AugmentConfig, augment
     from star.data.tts import is_held_out, plan_renditions, prefill_cache, resolve_voices, synthesize
 
     rng = np.random.default_rng(seed)
     chosen = resolve_voices(voices)
-    plain = plain or is_held_out(chosen)
+    plain = split != "train" or is_held_out(chosen)
     renditions = plan_renditions(chosen, len(jobs), rng, flite_pitch)
     prefill_cache([(job[1], r) for job, r in zip(jobs, renditions)], out / "tts_cache")  # FreeTTS in batches
     rows = []

@@ -88,8 +88,7 @@ def build_respeak(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(row_categories(r), r["caption"], r.get("kind", "single")) for r in picked]
     prefix = "r" + (str(k) if n_parts > 1 else "")
-    lines = speak_rows(jobs, out, prefix, seed + k, "respeak", voices=voices, flite_pitch=pitch,
-                       split=split, plain=split == "validation")
+    lines = speak_rows(jobs, out, prefix, seed + k, "respeak", voices=voices, flite_pitch=pitch, split=split)
     for line, r in zip(lines, picked):
         line["events"] = r.get("events", line["events"])  # the original timing (scenes, sequences)
         if "bce" in r:

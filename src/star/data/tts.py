@@ -302,7 +302,8 @@ def prefill_cache(jobs: list[tuple[str, Rendition]], cache_dir: str | Path, marg
         path = _cache_path(cache_dir, text, r, margin)
         if not path.is_file():
             todo.setdefault(r.voice.name, []).append((text, r, path))
-    with tqdm(total=sum(map(len, todo.values())), desc="freetts", disable=not todo) as bar:
+    total = sum(map(len, todo.values()))
+    with tqdm(total=total, desc="freetts", disable=not todo) as bar:
         for voice, items in todo.items():
             for s in range(0, len(items), batch):
                 chunk = items[s : s + batch]
@@ -311,7 +312,7 @@ def prefill_cache(jobs: list[tuple[str, Rendition]], cache_dir: str | Path, marg
                 for (text, r, path), raw in zip(chunk, wavs):
                     _write_cached(path, _trimmed(raw, _freetts_rate(dict(r.params)), r, text, margin))
                 bar.update(len(chunk))
-    return sum(map(len, todo.values()))
+    return total
 
 
 def _cache_path(cache_dir: str | Path, text: str, rendition: Rendition, margin: float) -> Path:
