@@ -16,6 +16,7 @@ from star.bridge.phonetic import (
     greedy_phonemes,
     load_phonetic,
     ngram_buckets,
+    position_buckets,
     save_phonetic,
 )
 from star.errors import StarError
@@ -93,20 +94,22 @@ def test_another_phoneme_inventory_is_refused():
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-@pytest.mark.parametrize("variant", ["shipped", "gated_measured"])
+@pytest.mark.parametrize("variant", ["shipped", "gated_measured", "context"])
 def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_manifest, tmp_path, variant):
     from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, train_phonetic
 
     # "shipped": mean pooling, uniform corruption, masked frames (configs/phonetic.json); "gated_measured":
-    # gated pooling and the CTC head's measured slips (STUDY.md part 11's other options).
+    # gated pooling and the CTC head's measured slips (STUDY.md part 11's other options); "context": the
+    # n-grams read in order (STUDY.md part 15).
     gated = variant == "gated_measured"
+    pooling = {"gated_measured": "gated", "context": "context"}.get(variant, "mean")
     options = {"corruption": "measured", "noise_scale": 2.0} if gated else {"ctc_feature_mask": 0.1, "ctc_time_masks": 1}
 
     def cfg(steps):
         train = {"lr": 3e-3, "warmup": 2, "log_every": 5, "eval_every": 10, "ckpt_every": 10, "threads": 1}
         c = PhoneticTaskConfig(
             manifest=str(prompts_manifest), out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16, pooling="gated" if gated else "mean"),
+            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16, pooling=pooling),
             ctc=TrainConfig(steps=steps, monitor="val_per", monitor_mode="min", **train),
             bag=TrainConfig(steps=steps, monitor="val_top1", **train),
             corpus=TextCorpusConfig(top_words=300, sequences=200), ctc_batch=6, bag_batch=32, speech_prompts=12,
@@ -171,6 +174,37 @@ def test_gated_pooling_starts_as_the_mean_and_learns_to_weigh_ngrams():
         alone = gated.mlp(gated.table.weight[target : target + 1])
     assert torch.allclose(gated([[5, 6]]), torch.nn.functional.normalize(alone, dim=-1), atol=1e-5)
     assert torch.allclose(gated(seqs)[:1], gated(seqs[:1]), atol=1e-6)  # one prompt's gates do not touch another's
+
+
+def test_position_buckets_hold_every_ngram_once_by_where_it_starts():
+    ids, sizes = [4, 1, 4, 2], [1, 2, 3, 5]
+    by_position = position_buckets(ids, sizes, 97, edge=43)
+    assert len(by_position) == len(ids) + 2  # the edges are positions too
+    assert sorted(b for g in by_position for b in g) == sorted(ngram_buckets(ids, sizes, 97, edge=43))
+    assert by_position[0][0] == ngram_buckets([], [1], 97, edge=43)[0]  # the start edge's unigram
+    assert len(by_position[-1]) == 1  # only a unigram starts at the end edge
+
+
+def test_context_bag_is_normalised_and_padding_free():
+    torch.manual_seed(0)
+    bag = PhonemeBag(tiny(pooling="context")).eval()
+    seqs = [[1, 2, 3, 4, 5, 6, 7, 8], [5, 6]]
+    out = bag(seqs)
+    assert out.shape == (2, 12)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(bag(seqs[1:]), out[1:], atol=1e-5)  # padded beside a longer prompt or alone: the same
+    with torch.no_grad():  # also once the positions are weighed unevenly
+        bag.context.score.weight.normal_()
+    assert torch.allclose(bag(seqs)[1:], bag(seqs[1:]), atol=1e-5)
+
+
+def test_context_bag_round_trips_through_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    reader = PhoneticReader(tiny(pooling="context")).eval()
+    save_phonetic(reader, tmp_path)
+    loaded = load_phonetic(tmp_path)
+    assert loaded.cfg.pooling == "context"
+    assert torch.allclose(loaded.bag([[3, 1, 4, 1, 5]]), reader.bag([[3, 1, 4, 1, 5]]), atol=1e-6)
 
 
 def test_unknown_pooling_is_refused():
