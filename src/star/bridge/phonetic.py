@@ -113,6 +113,11 @@ def _gram_hash(seq: Sequence[int], start: int, n: int) -> int:
     return h
 
 
+def bag_offsets(sizes: torch.Tensor) -> torch.Tensor:
+    """Where each bag starts in the flat index list `nn.EmbeddingBag` reads, from the bags' sizes."""
+    return torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)[:-1]])
+
+
 class PhonemeBag(nn.Module):
     """Phoneme strings -> L2-normalised vectors [b, e] in the text encoder's space (fastText-like: a pooled
     set of hashed n-gram embeddings, then an MLP). A table is cheap to train on a CPU and holds a large
@@ -142,7 +147,7 @@ class PhonemeBag(nn.Module):
         grams = [ngram_buckets(p, self.cfg.ngram_sizes, self.cfg.buckets, len(self.cfg.phonemes)) for p in phonemes]
         flat = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)  # [N] every n-gram of the batch
         counts = torch.tensor([len(g) for g in grams])
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
+        offsets = bag_offsets(counts)
         item = torch.repeat_interleave(torch.arange(len(grams)), counts)  # [N] which prompt each n-gram is of
         if self.cfg.pooling == "gated":
             logit = self.gate(flat).squeeze(-1)  # [N]
@@ -159,9 +164,7 @@ class PhonemeBag(nn.Module):
         per_item = [position_buckets(p, cfg.ngram_sizes, cfg.buckets, len(cfg.phonemes)) for p in phonemes]
         positions = [g for item in per_item for g in item]
         flat = torch.tensor([b for g in positions for b in g], dtype=torch.long)
-        sizes = torch.tensor([len(g) for g in positions])
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)[:-1]])
-        vectors = self.table(flat, offsets)  # [positions of the batch, bag_dim]
+        vectors = self.table(flat, bag_offsets(torch.tensor([len(g) for g in positions])))  # [positions of the batch, bag_dim]
         lengths = torch.tensor([len(item) for item in per_item])
         mask = torch.arange(int(lengths.max())) < lengths.unsqueeze(1)  # [b, l]
         # One scatter into the padded batch: splitting per prompt makes the backward pass copy a full-size
@@ -189,7 +192,7 @@ class NgramContext(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.attend(x, src_key_padding_mask=~mask)  # [b, l, c]; padded positions are never attended to
         weights = self.score(h).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(-1)  # [b, l]
-        return (weights.unsqueeze(-1) * h.masked_fill(~mask.unsqueeze(-1), 0.0)).sum(1)  # [b, c]
+        return (weights.unsqueeze(-1) * h).sum(1)  # [b, c]; padded positions have weight 0
 
 
 class PhoneticReader(nn.Module):
