@@ -268,6 +268,30 @@ def test_same_class_substitution_swaps_vowels_for_vowels_and_consonants_for_cons
     assert "ɑː" in {PHONEMES[i] for i in VOWELS} and "ŋ" in {PHONEMES[i] for i in CONSONANTS}
 
 
+def test_category_distillation_is_zero_only_when_the_bag_ranks_categories_like_the_text_encoder():
+    from star.train.phonetic_task import PhonemeBagTask, PhoneticTaskConfig
+
+    gen = torch.Generator().manual_seed(0)
+
+    def unit(*shape):
+        return torch.nn.functional.normalize(torch.randn(*shape, generator=gen), dim=-1)
+
+    target, other, prototypes = unit(6, 12), unit(6, 12), unit(2, 12).numpy()
+    corpus = {"phonemes": [[1, 2, 3]], "emb": target[:1].numpy()}
+
+    def task(weight):
+        cfg = PhoneticTaskConfig(model=tiny(), category_kd=weight)
+        return PhonemeBagTask(cfg, corpus, [], np.zeros((0, 12)), [], np.zeros(0), prototypes)
+
+    def loss(weight, student):
+        return task(weight).loss(lambda seqs: student, ([[1]] * 6, target))
+
+    assert "kd" not in loss(0.0, other)  # off by default: the shipped bag's loss is unchanged
+    assert loss(1.0, target)["kd"] < 1e-6  # the same ranking as the teacher costs nothing
+    off, on = loss(0.0, other), loss(2.0, other)
+    assert on["kd"] > 0.01 and torch.isclose(on["loss"], off["loss"] + 2.0 * on["kd"])
+
+
 class CountingEncoder:
     """A deterministic stand-in for MiniLM that records what it was asked to embed (the cache is the test)."""
 

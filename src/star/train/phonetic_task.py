@@ -84,6 +84,10 @@ class PhoneticTaskConfig(JsonConfig):
     # festival's diphone voices, reduce unstressed vowels ("yapping" as /jæpəŋ/; STUDY part 12).
     reduce_vowels: float = 0.0
     temperature: float = 0.05  # InfoNCE of the bag against the batch's text embeddings
+    # Weight of a second distillation term: the bag's softmax over its cosines to the category centroids (at
+    # `temperature`) matches the text encoder's (KL). The cosine loss weighs all 384 directions alike; this
+    # one weighs the few that decide `listen` (STUDY part 16).
+    category_kd: float = 0.0
     max_val: int = 300
 
 
@@ -358,7 +362,14 @@ class PhonemeBagTask:
         z = model(seqs)  # [b, e]
         cos = (z * target).sum(-1)
         nce = F.cross_entropy(z @ target.T / self.cfg.temperature, torch.arange(len(z)))
-        return {"loss": (1 - cos).mean() + 0.5 * nce, "cos": cos.mean().detach()}
+        out = {"loss": (1 - cos).mean() + 0.5 * nce, "cos": cos.mean().detach()}
+        if self.cfg.category_kd > 0:
+            t = self.cfg.temperature
+            kd = F.kl_div((z @ self.prototypes.T / t).log_softmax(-1), (target @ self.prototypes.T / t).softmax(-1),
+                          reduction="batchmean")
+            out["loss"] = out["loss"] + self.cfg.category_kd * kd
+            out["kd"] = kd.detach()
+        return out
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         sims = model(self.val_phonemes) @ self.prototypes.T
