@@ -93,23 +93,41 @@ def test_another_phoneme_inventory_is_refused():
         PhoneticReader(tiny(phonemes=["a", "b"]))
 
 
+def test_word_boundaries_add_one_symbol_that_survives_save_and_load(tmp_path):
+    from star.data.phonemes import PHONEMES, WORD_BOUNDARY
+
+    torch.manual_seed(0)
+    reader = PhoneticReader(tiny(word_boundaries=True)).eval()
+    assert reader.cfg.phonemes == [*PHONEMES, WORD_BOUNDARY]
+    assert reader.ctc.out.out_features == len(PHONEMES) + 2  # + the boundary + the CTC blank
+    save_phonetic(reader, tmp_path)
+    loaded = load_phonetic(tmp_path)
+    assert loaded.cfg.word_boundaries and loaded.cfg.phonemes == reader.cfg.phonemes
+    frames, mask = torch.randn(2, 9, 16), torch.ones(2, 9, dtype=torch.bool)
+    assert torch.allclose(loaded.similarities(frames, mask), reader.similarities(frames, mask), atol=1e-5)
+    with pytest.raises(StarError, match="phoneme inventory"):  # the flag and the inventory must agree
+        PhoneticReader(tiny(phonemes=[*PHONEMES, WORD_BOUNDARY]))
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-@pytest.mark.parametrize("variant", ["shipped", "gated_measured", "context"])
+@pytest.mark.parametrize("variant", ["shipped", "gated_measured", "context", "words"])
 def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_manifest, tmp_path, variant):
     from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, train_phonetic
 
     # "shipped": mean pooling, uniform corruption, masked frames (configs/phonetic.json); "gated_measured":
     # gated pooling and the CTC head's measured slips (STUDY.md part 11's other options); "context": the
-    # n-grams read in order (STUDY.md part 15).
-    gated = variant == "gated_measured"
+    # n-grams read in order (STUDY.md part 15); "words": word boundaries, with the measured slips (part 17).
+    gated, words = variant == "gated_measured", variant == "words"
     pooling = {"gated_measured": "gated", "context": "context"}.get(variant, "mean")
-    options = {"corruption": "measured", "noise_scale": 2.0} if gated else {"ctc_feature_mask": 0.1, "ctc_time_masks": 1}
+    measured = gated or words
+    options = {"corruption": "measured", "noise_scale": 2.0} if measured else {"ctc_feature_mask": 0.1, "ctc_time_masks": 1}
 
     def cfg(steps):
         train = {"lr": 3e-3, "warmup": 2, "log_every": 5, "eval_every": 10, "ckpt_every": 10, "threads": 1}
         c = PhoneticTaskConfig(
             manifest=str(prompts_manifest), out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16, pooling=pooling),
+            model=PhoneticConfig(ctc_width=32, ctc_layers=1, buckets=4096, bag_dim=16, pooling=pooling,
+                                 word_boundaries=words),
             ctc=TrainConfig(steps=steps, monitor="val_per", monitor_mode="min", **train),
             bag=TrainConfig(steps=steps, monitor="val_top1", **train),
             corpus=TextCorpusConfig(top_words=300, sequences=200), ctc_batch=6, bag_batch=32, speech_prompts=12,
@@ -132,6 +150,9 @@ def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_ma
     held_out = {"i want to hear a dog bark", "i want to hear the rain", "i want to hear a rooster"}
     assert not held_out & {t.lower() for t in corpus["texts"]}  # validation phrasings never in the corpus
     assert "a dog barks" in corpus["texts"]  # training captions are
+    boundary = 43  # len(PHONEMES): the corpus is spelt in the reader's own inventory
+    assert corpus["phonemes"][corpus["texts"].index("a dog barks")].count(boundary) == (2 if words else 0)
+    assert reader.cfg.word_boundaries == words
     resumed = train_phonetic(cfg(70))
     assert resumed["ctc"]["step"] == 70 and resumed["bag"]["step"] == 70
 
@@ -325,6 +346,14 @@ def test_corpus_cache_embeds_only_new_texts_and_keeps_held_out_phrasings_out(tmp
     assert np.array_equal(bigger["emb"][row], first["emb"][5])  # old rows kept, in the new order
     assert not held_out & set(bigger["texts"])
     assert any(t.split()[:4] == ["i", "want", "to", "hear"] and t not in captions for t in new)  # carriers meet new words
+    cfg.model.word_boundaries = True
+    spelt = build_corpus(cfg, captions, held_out, enc)
+    assert len(enc.seen) == len(first["texts"]) + len(new)  # a reader with word boundaries embeds nothing again,
+    assert spelt["texts"] == bigger["texts"] and np.array_equal(spelt["emb"], bigger["emb"])
+    boundary = 43  # len(PHONEMES)
+    row = spelt["texts"].index("rain on a tin roof")  # but spells every text again: 5 words, 4 boundaries
+    assert spelt["phonemes"][row].count(boundary) == 4 and bigger["phonemes"][row].count(boundary) == 0
+    assert [i for i in spelt["phonemes"][row] if i != boundary] == bigger["phonemes"][row]
 
 
 def test_mask_frames_zeroes_channels_and_short_spans_only():

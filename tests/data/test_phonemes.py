@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from star.data.phonemes import PHONEMES, phoneme_ids, phonemize, text_phoneme_ids
+from star.data.phonemes import PHONEMES, WORD_BOUNDARY, inventory, phoneme_ids, phonemize, text_phoneme_ids
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -25,3 +25,13 @@ def test_ids_spell_the_words():
 def test_stress_spaces_and_unknown_symbols_are_dropped():
     assert phoneme_ids("ˈdɑːɡ  ʔ") == [PHONEMES.index("d"), PHONEMES.index("ɑː"), PHONEMES.index("ɡ")]
     assert phoneme_ids("") == []
+
+
+def test_word_boundaries_sit_between_words_only():
+    (plain,), (words,) = text_phoneme_ids(["a stormy sea"]), text_phoneme_ids(["a stormy sea"], word_boundaries=True)
+    symbols = inventory(word_boundaries=True)
+    assert symbols[: len(PHONEMES)] == PHONEMES and symbols[-1] == WORD_BOUNDARY
+    said = "".join(symbols[i] for i in words)
+    assert said.count(WORD_BOUNDARY) == 2 and said.endswith("|siː") and not said.startswith("|")
+    assert [i for i in words if i != len(PHONEMES)] == plain  # the same phonemes, only the boundaries added
+    assert phoneme_ids("ˈdɑːɡ  ʔ kˈæt", word_boundaries=True).count(len(PHONEMES)) == 1  # an empty word adds none

@@ -144,12 +144,14 @@ def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def phoneme_errors(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme):
-    "phoneme_error" over all prompts and "phoneme_error_per_voice" (`voice_groups`), from one decoding."""
-    from star.data.phonemes import text_phoneme_ids
+    """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme,
+    word boundaries left out so readers with and without them compare): "phoneme_error" over all prompts
+    and "phoneme_error_per_voice" (`voice_groups`), from one decoding."""
+    from star.data.phonemes import PHONEMES, text_phoneme_ids
     from star.train.phonetic_task import error_rate, phoneme_edits
 
-    edits = phoneme_edits(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))))
+    boundary = len(PHONEMES) if phonetic.cfg.word_boundaries else None
+    edits = phoneme_edits(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))), boundary)
     return {
         "phoneme_error": error_rate(edits),
         "phoneme_error_per_voice": {v: error_rate([edits[i] for i in idx]) for v, idx in voice_groups(rows).items()},

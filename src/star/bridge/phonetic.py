@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from star.config import JsonConfig
-from star.data.phonemes import PHONEMES
+from star.data.phonemes import PHONEMES, inventory
 from star.errors import StarError
 from star.weights import load_config, load_weights, save_weights
 
 WEIGHTS_NAME = "phonetic"
-BLANK = 0  # CTC blank; phoneme i of PHONEMES is output i + 1
+BLANK = 0  # CTC blank; phoneme i of the config's `phonemes` is output i + 1
 POOLINGS = ("mean", "gated", "context")
 
 
@@ -47,12 +47,17 @@ class PhoneticConfig(JsonConfig):
     out_dim: int = 384  # the text encoder's sentence embedding size
     dropout: float = 0.1
     speech_encoder: str = "whisper-tiny.en"
-    phonemes: list[str] = field(default_factory=lambda: list(PHONEMES))
+    word_boundaries: bool = False  # the CTC head also emits, and the n-grams span, a symbol between words
+    phonemes: list[str] = field(default_factory=lambda: list(PHONEMES))  # `inventory(word_boundaries)`
     vocab: list[str] = field(default_factory=list)  # event categories, in the order of `prototypes`
     fusion_weight: float = 8.0  # x each category's centred cosine, added to the bridge's logit (`fuse`)
 
+    def __post_init__(self) -> None:
+        if self.word_boundaries and list(self.phonemes) == list(PHONEMES):  # a config that only sets the flag
+            self.phonemes = list(inventory(True))
+
     def validate(self) -> PhoneticConfig:
-        if list(self.phonemes) != list(PHONEMES):
+        if list(self.phonemes) != list(inventory(self.word_boundaries)):
             raise StarError("phonetic model was trained on another phoneme inventory")
         if self.buckets < 1 or not self.ngram_sizes or min(self.ngram_sizes) < 1:
             raise StarError("phonetic config needs buckets >= 1 and n-gram sizes >= 1")
@@ -83,7 +88,8 @@ class PhonemeCTC(nn.Module):
 
 
 def greedy_phonemes(log_probs: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
-    """CTC best path [b, t, p+1] -> phoneme indices (into PHONEMES) per item, repeats and blanks removed."""
+    """CTC best path [b, t, p+1] -> phoneme indices (into the config's `phonemes`) per item, repeats and
+    blanks removed."""
     best = log_probs.argmax(-1).tolist()
     lengths = mask.sum(1).tolist()
     out = []

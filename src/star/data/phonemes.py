@@ -22,6 +22,9 @@ PHONEMES: tuple[str, ...] = (
     "ʊ", "ʌ", "ʒ", "θ", "ᵻ",
 )  # fmt: skip
 PHONEME_INDEX = {p: i for i, p in enumerate(PHONEMES)}
+# Between two words, in inventories that keep word boundaries (an option of the phonetic route, off by
+# default: it did not pay, STUDY part 17).
+WORD_BOUNDARY = "|"
 ESPEAK_VOICE = "en-us"
 _CHUNK = 5000  # lines per espeak-ng call
 
@@ -49,10 +52,26 @@ def phonemize(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def phoneme_ids(ipa: str) -> list[int]:
-    """An IPA string -> indices into PHONEMES (no word boundaries; unknown symbols dropped)."""
+def inventory(word_boundaries: bool = False) -> tuple[str, ...]:
+    """The symbols phoneme ids index: PHONEMES, then WORD_BOUNDARY if words are kept apart."""
+    return (*PHONEMES, WORD_BOUNDARY) if word_boundaries else PHONEMES
+
+
+def phoneme_ids(ipa: str, word_boundaries: bool = False) -> list[int]:
+    """An IPA string -> indices into `inventory(word_boundaries)`: with word boundaries, the index of
+    WORD_BOUNDARY between words, else none. Unknown symbols are dropped."""
+    words = [_word_ids(w) for w in re.split(r"[ -]+", ipa)]
+    words = [w for w in words if w]
+    if not word_boundaries:
+        return [i for w in words for i in w]
+    boundary = len(PHONEMES)
+    return [i for n, w in enumerate(words) for i in ([boundary] if n else []) + w]
+
+
+def _word_ids(ipa: str) -> list[int]:
+    """One word's IPA -> ids: stress and nasal marks dropped, the length mark kept on its vowel."""
     symbols: list[str] = []
-    for ch in re.sub("[ˈˌ\u0303 -]", "", ipa):
+    for ch in re.sub("[ˈˌ\u0303]", "", ipa):
         if ch == "ː" and symbols:
             symbols[-1] += ch
         else:
@@ -60,6 +79,6 @@ def phoneme_ids(ipa: str) -> list[int]:
     return [PHONEME_INDEX[s] for s in symbols if s in PHONEME_INDEX]
 
 
-def text_phoneme_ids(texts: Sequence[str]) -> list[list[int]]:
-    """texts -> phoneme indices of each."""
-    return [phoneme_ids(ipa) for ipa in phonemize(texts)]
+def text_phoneme_ids(texts: Sequence[str], word_boundaries: bool = False) -> list[list[int]]:
+    """texts -> phoneme indices of each (`phoneme_ids`)."""
+    return [phoneme_ids(ipa, word_boundaries) for ipa in phonemize(texts)]

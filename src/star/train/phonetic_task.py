@@ -103,15 +103,11 @@ def spoken_rows(cfg: PhoneticTaskConfig) -> tuple[list[dict], list[dict]]:
                     val.append(r)
             elif r.get("split", "train") == "train":
                 train.append(r)
-    ids = dict(zip(*_unique_phonemes([r["caption"] for r in train + val])))
+    unique = sorted({r["caption"] for r in train + val})
+    ids = dict(zip(unique, text_phoneme_ids(unique, cfg.model.word_boundaries)))
     for r in train + val:
         r["phonemes"] = ids[r["caption"]]
     return train, val
-
-
-def _unique_phonemes(texts: list[str]) -> tuple[list[str], list[list[int]]]:
-    unique = sorted(set(texts))
-    return unique, text_phoneme_ids(unique)
 
 
 def mask_frames(frames: torch.Tensor, mask: torch.Tensor, channel_share: float, time_masks: int,
@@ -195,10 +191,11 @@ def edit_distance(a: list[int], b: list[int]) -> int:
 
 class MeasuredNoise:
     """Corrupts phoneme strings the way the CTC head garbles speech: per reference phoneme, its deletion
-    rate and its substitutes as observed; insertions at the observed rate and mix. Rates x `scale`."""
+    rate and its substitutes as observed; insertions at the observed rate and mix. Rates x `scale`.
+    `symbols`: the size of the inventory the ids index (a word boundary is one more)."""
 
-    def __init__(self, pairs: list[tuple[list[int], list[int]]], scale: float = 1.0):
-        n = len(PHONEMES)
+    def __init__(self, pairs: list[tuple[list[int], list[int]]], scale: float = 1.0, symbols: int = len(PHONEMES)):
+        n = symbols
         counts = np.zeros((n, n + 1))  # [ref, hyp or n = deleted]
         inserted = np.zeros(n)
         for ref, hyp in pairs:
@@ -230,9 +227,11 @@ class MeasuredNoise:
 
 
 @torch.no_grad()
-def phoneme_edits(model: torch.nn.Module, items: list[tuple[np.ndarray, list[int]]]) -> list[tuple[int, int]]:
-    """(edits between the greedy phonemes and the reference, reference length) of each item."""
-    hyps = speech_phonemes(model, [f for f, _ in items])
+def phoneme_edits(model: torch.nn.Module, items: list[tuple[np.ndarray, list[int]]],
+                  ignore: int | None = None) -> list[tuple[int, int]]:
+    """(edits between the greedy phonemes and the reference, reference length) of each item; symbol
+    `ignore` (a word boundary) is left out of the output before counting."""
+    hyps = [[i for i in hyp if i != ignore] for hyp in speech_phonemes(model, [f for f, _ in items])]
     return [(edit_distance(hyp, ref), len(ref)) for hyp, (_, ref) in zip(hyps, items)]
 
 
@@ -281,23 +280,27 @@ def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str
     # The texts depend on the captions and the excluded phrasings too, not only on the corpus settings.
     key = {**cfg.corpus.to_dict(), "inputs": hashlib.sha1(json.dumps([sorted(set(captions)), sorted(held_out)]).encode()).hexdigest()}
     cached: dict[str, Any] = {"texts": [], "phonemes": [], "emb": np.zeros((0, 0), np.float16)}
+    boundaries = cfg.model.word_boundaries
     if (out / "corpus.json").is_file() and (out / "corpus.npy").is_file():
         cached = {**json.loads((out / "corpus.json").read_text()), "emb": np.load(out / "corpus.npy")}
-        if cached["config"] == key:
+        if cached["config"] == key and cached.get("word_boundaries", False) == boundaries:
             return cached
     from tqdm import tqdm
 
     texts = corpus_texts(cfg.corpus, captions, held_out)
     known = {t: i for i, t in enumerate(cached["texts"])}
     new = [t for t in texts if t not in known]
-    new_phonemes = dict(zip(new, text_phoneme_ids(new)))
+    # Embeddings carry over to a reader with or without word boundaries; phonemes only within one kind.
+    respell = new if cached.get("word_boundaries", False) == boundaries else texts
+    new_phonemes = dict(zip(respell, text_phoneme_ids(respell, boundaries)))
     new_emb = [text_encoder.embed(new[s : s + 256]).numpy().astype(np.float16) for s in tqdm(range(0, len(new), 256), desc="corpus embeddings")]
     new_row = {t: i for i, t in enumerate(new)}
     new_emb = np.concatenate(new_emb) if new_emb else np.zeros((0, cached["emb"].shape[-1]), np.float16)
     emb = np.stack([cached["emb"][known[t]] if t in known else new_emb[new_row[t]] for t in texts]).astype(np.float16)
-    phonemes = [cached["phonemes"][known[t]] if t in known else new_phonemes[t] for t in texts]
+    phonemes = [new_phonemes[t] if t in new_phonemes else cached["phonemes"][known[t]] for t in texts]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "corpus.json").write_text(json.dumps({"config": key, "texts": texts, "phonemes": phonemes}))
+    (out / "corpus.json").write_text(json.dumps({"config": key, "word_boundaries": boundaries, "texts": texts,
+                                                 "phonemes": phonemes}))
     np.save(out / "corpus.npy", emb)
     return {"texts": texts, "phonemes": phonemes, "emb": emb}
 
@@ -313,11 +316,12 @@ def reduce_vowels(ids: list[int], share: float, rng: random.Random) -> list[int]
     return [SCHWA if i in REDUCIBLE and rng.random() < share else i for i in ids] if share > 0 else ids
 
 
-def substitute(i: int, same_class: float, rng: random.Random) -> int:
-    """A random phoneme in place of `i`: with probability `same_class` one of its own class (vowel or consonant)."""
+def substitute(i: int, same_class: float, rng: random.Random, symbols: int = len(PHONEMES)) -> int:
+    """A random symbol of the inventory (`symbols` long) in place of `i`: with probability `same_class` a
+    phoneme of its own class (vowel or consonant)."""
     if same_class and rng.random() < same_class:  # no draw when off, so earlier bags reproduce
         return rng.choice(VOWELS if i in VOWELS else CONSONANTS)
-    return rng.randrange(len(PHONEMES))
+    return rng.randrange(symbols)
 
 
 class PhonemeBagTask:
@@ -336,13 +340,13 @@ class PhonemeBagTask:
         self.corrupt = measured if measured is not None else self.uniform_noise
 
     def uniform_noise(self, ids: list[int], rng: random.Random) -> list[int]:
-        c, n = self.cfg, len(PHONEMES)
+        c, n = self.cfg, len(self.cfg.model.phonemes)
         out = []
         for i in ids:
             r = rng.random()
             if r < c.delete:
                 continue
-            out.append(substitute(i, c.same_class, rng) if r < c.delete + c.substitute else i)
+            out.append(substitute(i, c.same_class, rng, n) if r < c.delete + c.substitute else i)
             if rng.random() < c.insert:
                 out.append(rng.randrange(n))
         return out or ids
@@ -418,7 +422,8 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     labels = np.array([vocab.index(row_categories(val[i])[0]) for i in single])
     measured = None
     if cfg.corruption == "measured":  # the head's slips on training prompts it heard, scaled up for new voices
-        measured = MeasuredNoise([(r["phonemes"], hyp) for r, hyp in zip(spoken, speech)], cfg.noise_scale)
+        measured = MeasuredNoise([(r["phonemes"], hyp) for r, hyp in zip(spoken, speech)], cfg.noise_scale,
+                                 len(cfg.model.phonemes))
     torch.set_num_threads(cfg.bag.threads)
     bag_task = PhonemeBagTask(cfg, corpus, speech, speech_emb, val_phonemes, labels, prototypes, measured)
     bag_summary = Trainer(bag_task, cfg.bag, out / "bag").fit()
