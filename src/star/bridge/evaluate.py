@@ -147,10 +147,10 @@ def phoneme_errors(phonetic, feats: list[np.ndarray], rows: list[dict[str, Any]]
     """The reader's CTC head against the espeak-ng phonemes of each prompt's caption (edits per phoneme,
     word boundaries left out so readers with and without them compare): "phoneme_error" over all prompts
     and "phoneme_error_per_voice" (`voice_groups`), from one decoding."""
-    from star.data.phonemes import PHONEMES, text_phoneme_ids
+    from star.data.phonemes import WORD_BOUNDARY_ID, text_phoneme_ids
     from star.train.phonetic_task import error_rate, phoneme_edits
 
-    boundary = len(PHONEMES) if phonetic.cfg.word_boundaries else None
+    boundary = WORD_BOUNDARY_ID if phonetic.cfg.word_boundaries else None
     edits = phoneme_edits(phonetic.ctc, list(zip(feats, text_phoneme_ids([r["caption"] for r in rows]))), boundary)
     return {
         "phoneme_error": error_rate(edits),

@@ -25,6 +25,7 @@ PHONEME_INDEX = {p: i for i, p in enumerate(PHONEMES)}
 # Between two words, in inventories that keep word boundaries (an option of the phonetic route, off by
 # default: it did not pay, STUDY part 17).
 WORD_BOUNDARY = "|"
+WORD_BOUNDARY_ID = len(PHONEMES)  # its index: the one symbol after PHONEMES
 ESPEAK_VOICE = "en-us"
 _CHUNK = 5000  # lines per espeak-ng call
 
@@ -64,8 +65,7 @@ def phoneme_ids(ipa: str, word_boundaries: bool = False) -> list[int]:
     words = [w for w in words if w]
     if not word_boundaries:
         return [i for w in words for i in w]
-    boundary = len(PHONEMES)
-    return [i for n, w in enumerate(words) for i in ([boundary] if n else []) + w]
+    return [i for n, w in enumerate(words) for i in ([WORD_BOUNDARY_ID] if n else []) + w]
 
 
 def _word_ids(ipa: str) -> list[int]:

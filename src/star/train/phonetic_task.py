@@ -195,7 +195,7 @@ class MeasuredNoise:
     `symbols`: the size of the inventory the ids index (a word boundary is one more)."""
 
     def __init__(self, pairs: list[tuple[list[int], list[int]]], scale: float = 1.0, symbols: int = len(PHONEMES)):
-        n = symbols
+        n = symbols  # the last column of `counts` stands for a deletion
         counts = np.zeros((n, n + 1))  # [ref, hyp or n = deleted]
         inserted = np.zeros(n)
         for ref, hyp in pairs:
@@ -283,15 +283,16 @@ def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str
     boundaries = cfg.model.word_boundaries
     if (out / "corpus.json").is_file() and (out / "corpus.npy").is_file():
         cached = {**json.loads((out / "corpus.json").read_text()), "emb": np.load(out / "corpus.npy")}
-        if cached["config"] == key and cached.get("word_boundaries", False) == boundaries:
-            return cached
+    same_spelling = cached.get("word_boundaries", False) == boundaries
+    if cached.get("config") == key and same_spelling:
+        return cached
     from tqdm import tqdm
 
     texts = corpus_texts(cfg.corpus, captions, held_out)
     known = {t: i for i, t in enumerate(cached["texts"])}
     new = [t for t in texts if t not in known]
     # Embeddings carry over to a reader with or without word boundaries; phonemes only within one kind.
-    respell = new if cached.get("word_boundaries", False) == boundaries else texts
+    respell = new if same_spelling else texts
     new_phonemes = dict(zip(respell, text_phoneme_ids(respell, boundaries)))
     new_emb = [text_encoder.embed(new[s : s + 256]).numpy().astype(np.float16) for s in tqdm(range(0, len(new), 256), desc="corpus embeddings")]
     new_row = {t: i for i, t in enumerate(new)}
