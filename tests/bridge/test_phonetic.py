@@ -110,17 +110,19 @@ def test_word_boundaries_add_one_symbol_that_survives_save_and_load(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-@pytest.mark.parametrize("variant", ["shipped", "gated_measured", "context", "words"])
+@pytest.mark.parametrize("variant", ["shipped", "gated_measured", "context", "words", "folds"])
 def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_manifest, tmp_path, variant):
     from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, train_phonetic
 
     # "shipped": mean pooling, uniform corruption, masked frames (configs/phonetic.json); "gated_measured":
     # gated pooling and the CTC head's measured slips (STUDY.md part 11's other options); "context": the
-    # n-grams read in order (STUDY.md part 15); "words": word boundaries, with the measured slips (part 17).
-    gated, words = variant == "gated_measured", variant == "words"
+    # n-grams read in order (STUDY.md part 15); "words": word boundaries, with the measured slips (part 17);
+    # "folds": the spoken sample read by heads that never heard its wordings (part 18).
+    gated, words, folds = variant == "gated_measured", variant == "words", variant == "folds"
     pooling = {"gated_measured": "gated", "context": "context"}.get(variant, "mean")
     measured = gated or words
     options = {"corruption": "measured", "noise_scale": 2.0} if measured else {"ctc_feature_mask": 0.1, "ctc_time_masks": 1}
+    options["speech_folds"] = 2 if folds else 0
 
     def cfg(steps):
         train = {"lr": 3e-3, "warmup": 2, "log_every": 5, "eval_every": 10, "ckpt_every": 10, "threads": 1}
@@ -153,8 +155,32 @@ def test_short_training_on_real_speech_lowers_both_losses_and_resumes(prompts_ma
     boundary = 43  # len(PHONEMES): the corpus is spelt in the reader's own inventory
     assert corpus["phonemes"][corpus["texts"].index("a dog barks")].count(boundary) == (2 if words else 0)
     assert reader.cfg.word_boundaries == words
+    fold_dirs = sorted(p.name for p in (tmp_path / "run").glob("ctc_fold*"))
+    assert fold_dirs == (["ctc_fold0", "ctc_fold1"] if folds else [])
     resumed = train_phonetic(cfg(70))
     assert resumed["ctc"]["step"] == 70 and resumed["bag"]["step"] == 70
+    for name in fold_dirs:  # the fold heads resume with the main one
+        log = [json.loads(x) for x in (tmp_path / "run" / name / "log.jsonl").read_text().splitlines()]
+        assert max(r["step"] for r in log) == 70
+
+
+def test_wording_folds_keep_every_voice_of_a_wording_together():
+    from star.train.phonetic_task import wording_fold
+
+    wordings = [f"a dog barking number {i}" for i in range(200)]
+    folds = [wording_fold(w, 2) for w in wordings]
+    assert 70 < sum(folds) < 130  # both folds get a share
+    assert [wording_fold(w.upper(), 2) for w in wordings] == folds  # case does not split a wording
+    assert wording_fold("a dog barks", 2) == wording_fold("a dog barks", 2) == 1  # zlib.crc32: the same on every run
+
+
+def test_one_speech_fold_is_refused(tmp_path):
+    from star.train.phonetic_task import PhoneticTaskConfig, train_phonetic
+
+    path = tmp_path / "phonetic.json"
+    PhoneticTaskConfig(manifest="x.jsonl", out_dir=str(tmp_path / "run"), speech_folds=1).save(path)
+    with pytest.raises(StarError, match="speech_folds"):
+        train_phonetic(path)
 
 
 def test_fusion_weight_is_chosen_on_validation_only(tmp_path):
@@ -328,7 +354,8 @@ class CountingEncoder:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_corpus_cache_embeds_only_new_texts_and_keeps_held_out_phrasings_out(tmp_path):
     pytest.importorskip("wordfreq")
-    from star.train.phonetic_task import PhoneticTaskConfig, TextCorpusConfig, build_corpus
+    from star.train.phonetic_corpus import TextCorpusConfig, build_corpus
+    from star.train.phonetic_task import PhoneticTaskConfig
 
     captions = ["i want to hear a dog bark", "rain on a tin roof", "a rooster crows"]
     held_out = {"a dog barks loudly"}
@@ -354,6 +381,32 @@ def test_corpus_cache_embeds_only_new_texts_and_keeps_held_out_phrasings_out(tmp
     row = spelt["texts"].index("rain on a tin roof")  # but spells every text again: 5 words, 4 boundaries
     assert spelt["phonemes"][row].count(boundary) == 4 and bigger["phonemes"][row].count(boundary) == 0
     assert [i for i in spelt["phonemes"][row] if i != boundary] == bigger["phonemes"][row]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_corpus_takes_natural_phrases_but_none_holding_a_held_out_phrasing(tmp_path):
+    pytest.importorskip("wordfreq")
+    from star.errors import StarError
+    from star.train.phonetic_corpus import TextCorpusConfig, build_corpus
+    from star.train.phonetic_task import PhoneticTaskConfig
+
+    captions, held_out = ["rain on a tin roof"], {"a stormy sea"}
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("the ship rode out a stormy sea\na calm sea\n\na stormy seaside town\n", encoding="utf-8")
+    cfg = PhoneticTaskConfig(out_dir=str(tmp_path / "run"), corpus=TextCorpusConfig(top_words=100, sequences=20))
+    enc = CountingEncoder()
+    plain = build_corpus(cfg, captions, held_out, enc)
+    cfg.corpus.phrases = [str(phrases)]
+    with_phrases = build_corpus(cfg, captions, held_out, enc)
+    added = [t for t in with_phrases["texts"] if t not in set(plain["texts"])]
+    assert added == ["a calm sea", "a stormy seaside town"]  # a phrase holding "a stormy sea" is left out
+    assert enc.seen[len(plain["texts"]):] == added  # and only the new phrases are embedded
+    phrases.write_text("a calm sea\nwaves on the shore\n", encoding="utf-8")
+    edited = build_corpus(cfg, captions, held_out, enc)  # an edited file is read again
+    assert "waves on the shore" in edited["texts"] and "a stormy seaside town" not in edited["texts"]
+    cfg.corpus.phrases = [str(tmp_path / "missing.txt")]
+    with pytest.raises(StarError, match="star.data.wordnet_phrases"):
+        build_corpus(cfg, captions, held_out, enc)
 
 
 def test_mask_frames_zeroes_channels_and_short_spans_only():

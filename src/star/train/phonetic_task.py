@@ -3,9 +3,10 @@
 1. `ctc`: the CTC phoneme head on cached speech frames of the training prompts, targets the espeak-ng
    phonemes of each prompt's text. Monitored: phoneme error rate on the validation prompts.
 2. `bag`: the phoneme n-gram bag, on a text corpus (wordfreq's most common words alone and in random
-   short sequences, plus the training captions), each text's phonemes corrupted as the CTC head would,
-   target its MiniLM embedding; mixed with the CTC head's phoneme strings of training prompts. Monitored:
-   top-1 of the validation prompts against each category's caption centroid.
+   short sequences, plus the training captions, optionally natural phrases such as WordNet's), each text's
+   phonemes corrupted as the CTC head would, target its MiniLM embedding; mixed with the CTC head's phoneme
+   strings of training prompts (optionally read by heads that never heard their wordings, `speech_folds`).
+   Monitored: top-1 of the validation prompts against each category's caption centroid.
 
 The corpus is category-blind and never holds a validation or test phrasing. `star train phonetic --config
 FILE` runs both and writes the release folder `out_dir/release`.
@@ -13,9 +14,8 @@ FILE` runs both and writes the release folder `out_dir/release`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,18 +38,9 @@ from star.data.manifest import read_manifest
 from star.data.phonemes import PHONEMES, text_phoneme_ids
 from star.errors import StarError
 from star.train.bridge_task import VAL_SPLITS, collate_frames, load_features, read_vocab, row_categories
+from star.train.phonetic_corpus import TextCorpusConfig, build_corpus
 from star.train.trainer import TrainConfig, Trainer
 from star.weights import load_weights, save_weights
-
-
-@dataclass
-class TextCorpusConfig(JsonConfig):
-    top_words: int = 40000  # wordfreq's most common words, each alone once
-    sequences: int = 80000  # random sequences of those words
-    min_words: int = 2
-    max_words: int = 5
-    swapped: int = 0  # training captions with one word swapped for a random common word (sentences, not lists)
-    seed: int = 0
 
 
 @dataclass
@@ -69,6 +60,10 @@ class PhoneticTaskConfig(JsonConfig):
     bag_batch: int = 256
     speech_share: float = 0.25  # of each bag batch: the CTC head's output on training prompts
     speech_prompts: int = 12000
+    # 0: the bag's spoken sample is read by the CTC head that heard it in training. k >= 2: the training
+    # wordings are split into k folds, one more head is trained per fold without it, and each prompt is read
+    # by the head that never heard its wording: the slips the bag learns are then those of unheard speech.
+    speech_folds: int = 0
     # Corruption of the text phonemes, like the CTC head's own slips: "uniform" (any phoneme for any, at the
     # rates below) or "measured" (the head's confusions, deletions and insertions on the spoken sample,
     # each rate x noise_scale: held-out voices slip more than the training voices it was measured on).
@@ -127,10 +122,10 @@ def mask_frames(frames: torch.Tensor, mask: torch.Tensor, channel_share: float, 
 class PhonemeCTCTask:
     """Stage 1: frames -> phonemes (CTC)."""
 
-    def __init__(self, cfg: PhoneticTaskConfig, train: list[dict], val: list[dict]):
+    def __init__(self, cfg: PhoneticTaskConfig, train: list[dict], val: list[dict], feats: list[np.ndarray] | None = None):
         self.cfg = cfg
         self.model = PhonemeCTC(cfg.model)
-        feats = load_features(train, cfg.model.speech_encoder, cfg.cache_dir)
+        feats = feats if feats is not None else load_features(train, cfg.model.speech_encoder, cfg.cache_dir)
         self.feats = feats  # of every training row, in order: the bag stage reads a sample of them too
         # CTC needs at least one frame per label; a longer label than the prompt cannot be aligned.
         keep = [i for i, r in enumerate(train) if 0 < len(r["phonemes"]) < len(feats[i])]
@@ -254,56 +249,25 @@ def speech_phonemes(ctc: PhonemeCTC, feats: list[np.ndarray]) -> list[list[int]]
     return out
 
 
-def corpus_texts(cfg: TextCorpusConfig, captions: list[str], held_out: set[str]) -> list[str]:
-    """The category-blind corpus: common words alone, random sequences of them, the captions, and captions
-    with one word swapped (so carrier phrases like "I want to hear" meet many words); never a held-out
-    phrasing."""
-    from star.bridge.general import frequency_words
-
-    rng = random.Random(cfg.seed)
-    words = frequency_words(top=cfg.top_words, skip=0)
-    texts = list(words)
-    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(cfg.min_words, cfg.max_words))) for _ in range(cfg.sequences)]
-    unique = sorted(set(captions))
-    texts += unique
-    for _ in range(cfg.swapped):
-        tokens = rng.choice(unique).split()
-        tokens[rng.randrange(len(tokens))] = rng.choice(words)
-        texts.append(" ".join(tokens))
-    return [t for t in dict.fromkeys(texts) if t.lower() not in held_out]
+def wording_fold(caption: str, folds: int) -> int:
+    """A prompt's fold by its wording (stable across runs and machines), so that no voice of it is heard."""
+    return zlib.crc32(caption.lower().encode()) % folds
 
 
-def build_corpus(cfg: PhoneticTaskConfig, captions: list[str], held_out: set[str], text_encoder) -> dict[str, Any]:
-    """Texts, their phonemes and MiniLM embeddings, cached in out_dir/corpus.*; a changed corpus embeds only
-    its new texts (the whole corpus takes ~12 min)."""
-    out = Path(cfg.out_dir)
-    # The texts depend on the captions and the excluded phrasings too, not only on the corpus settings.
-    key = {**cfg.corpus.to_dict(), "inputs": hashlib.sha1(json.dumps([sorted(set(captions)), sorted(held_out)]).encode()).hexdigest()}
-    cached: dict[str, Any] = {"texts": [], "phonemes": [], "emb": np.zeros((0, 0), np.float16)}
-    boundaries = cfg.model.word_boundaries
-    if (out / "corpus.json").is_file() and (out / "corpus.npy").is_file():
-        cached = {**json.loads((out / "corpus.json").read_text()), "emb": np.load(out / "corpus.npy")}
-    same_spelling = cached.get("word_boundaries", False) == boundaries
-    if cached.get("config") == key and same_spelling:
-        return cached
-    from tqdm import tqdm
-
-    texts = corpus_texts(cfg.corpus, captions, held_out)
-    known = {t: i for i, t in enumerate(cached["texts"])}
-    new = [t for t in texts if t not in known]
-    # Embeddings carry over to a reader with or without word boundaries; phonemes only within one kind.
-    respell = new if same_spelling else texts
-    new_phonemes = dict(zip(respell, text_phoneme_ids(respell, boundaries)))
-    new_emb = [text_encoder.embed(new[s : s + 256]).numpy().astype(np.float16) for s in tqdm(range(0, len(new), 256), desc="corpus embeddings")]
-    new_row = {t: i for i, t in enumerate(new)}
-    new_emb = np.concatenate(new_emb) if new_emb else np.zeros((0, cached["emb"].shape[-1]), np.float16)
-    emb = np.stack([cached["emb"][known[t]] if t in known else new_emb[new_row[t]] for t in texts]).astype(np.float16)
-    phonemes = [new_phonemes[t] if t in new_phonemes else cached["phonemes"][known[t]] for t in texts]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "corpus.json").write_text(json.dumps({"config": key, "word_boundaries": boundaries, "texts": texts,
-                                                 "phonemes": phonemes}))
-    np.save(out / "corpus.npy", emb)
-    return {"texts": texts, "phonemes": phonemes, "emb": emb}
+def unheard_speech_phonemes(cfg: PhoneticTaskConfig, ctc_task: PhonemeCTCTask, train: list[dict], val: list[dict],
+                            picked: list[int], out: Path) -> list[list[int]]:
+    """The picked training prompts read by CTC heads that never heard their wording: one head per fold of
+    `wording_fold`, trained on the other folds (out/ctc_fold{i}, resumable like the main head)."""
+    folds = [wording_fold(r["caption"], cfg.speech_folds) for r in train]
+    speech: dict[int, list[int]] = {}
+    for k in range(cfg.speech_folds):
+        heard = [i for i, f in enumerate(folds) if f != k]
+        task = PhonemeCTCTask(cfg, [train[i] for i in heard], val, [ctc_task.feats[i] for i in heard])
+        Trainer(task, cfg.ctc, out / f"ctc_fold{k}").fit()
+        head = load_weights(PhonemeCTC(cfg.model), out / f"ctc_fold{k}" / "best", "ctc").eval()
+        mine = [i for i in picked if folds[i] == k]
+        speech.update(zip(mine, speech_phonemes(head, [ctc_task.feats[i] for i in mine])))
+    return [speech[i] for i in picked]
 
 
 SCHWA = PHONEMES.index("ə")
@@ -392,6 +356,8 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     cfg = PhoneticTaskConfig.load(config_path)
     if cfg.corruption not in ("uniform", "measured"):
         raise StarError(f"phonetic corruption must be 'uniform' or 'measured', not {cfg.corruption!r}")
+    if cfg.speech_folds == 1 or cfg.speech_folds < 0:
+        raise StarError(f"speech_folds must be 0 (off) or at least 2, not {cfg.speech_folds}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "phonetic_task.json")
@@ -415,14 +381,17 @@ def train_phonetic(config_path: str | Path) -> dict[str, Any]:
     rng = random.Random(cfg.bag.seed)
     picked = rng.sample(range(len(train)), min(cfg.speech_prompts, len(train)))
     spoken = [train[i] for i in picked]
-    speech = speech_phonemes(ctc, [ctc_task.feats[i] for i in picked])  # frames the CTC stage already loaded
+    if cfg.speech_folds >= 2:
+        speech = unheard_speech_phonemes(cfg, ctc_task, train, val, picked, out)
+    else:
+        speech = speech_phonemes(ctc, [ctc_task.feats[i] for i in picked])  # frames the CTC stage already loaded
     speech_emb = np.concatenate([text_encoder.embed([r["caption"] for r in spoken[s : s + 256]]).numpy()
                                  for s in range(0, len(spoken), 256)])
     single = [i for i, r in enumerate(val[: cfg.max_val]) if len(row_categories(r)) == 1]
     val_phonemes = speech_phonemes(ctc, [ctc_task.val[i][0] for i in single])  # ctc_task.val is val[: max_val]
     labels = np.array([vocab.index(row_categories(val[i])[0]) for i in single])
     measured = None
-    if cfg.corruption == "measured":  # the head's slips on training prompts it heard, scaled up for new voices
+    if cfg.corruption == "measured":  # the slips on the spoken sample, scaled up for new voices
         measured = MeasuredNoise([(r["phonemes"], hyp) for r, hyp in zip(spoken, speech)], cfg.noise_scale,
                                  len(cfg.model.phonemes))
     torch.set_num_threads(cfg.bag.threads)
