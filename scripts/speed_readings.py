@@ -24,18 +24,10 @@ from tqdm import tqdm
 
 from star.audio import SAMPLE_RATE
 from star.audio.io import load_audio, write_wav
+from star.bridge.evaluate import route_similarities, scored_rows
 from star.bridge.model import load_stage_one
 from star.bridge.phonetic import fuse, load_phonetic
-from star.train.bridge_task import (
-    VAL_SPLITS,
-    collate_frames,
-    load_features,
-    multi_hot,
-    predict_features,
-    read_manifest,
-    row_categories,
-    top1_accuracy,
-)
+from star.train.bridge_task import load_features, multi_hot, predict_features, row_categories, top1_accuracy
 
 WEIGHTS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 ARMS = {"as shipped": (1.0,), "A: 0.9 1.0 1.1": (0.9, 1.0, 1.1), "B: 0.85 1.0 1.15": (0.85, 1.0, 1.15)}
@@ -57,12 +49,6 @@ def speed_rows(rows: list[dict], factor: float, folder: Path) -> list[dict]:
     return out
 
 
-def set_rows(manifest: str) -> list[dict]:
-    """A manifest's validation prompts, or all of them (a test set)."""
-    rows = read_manifest(manifest)
-    return [r for r in rows if r.get("split") in VAL_SPLITS] or rows
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--val", required=True)
@@ -78,21 +64,20 @@ def main() -> None:
     factors = sorted({f for fs in ARMS.values() for f in fs})
     top1: dict[str, dict[str, dict[int, float]]] = {}
     for name, manifest in {"val": a.val, "freetts": a.freetts, "festival": a.festival}.items():
-        rows = set_rows(manifest)
+        rows = scored_rows(manifest)[0]
         targets = multi_hot(rows, vocab)
         single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1])
         logits = {}  # factor -> weight -> fused logits [n, k]
         for f in tqdm(factors, desc=name):
             feats = load_features(speed_rows(rows, f, Path(a.work) / name / str(f)), model.cfg.speech_encoder, a.cache)
             probs = predict_features(model, feats)[0]
-            sims = np.concatenate([reader.similarities(*collate_frames(feats[s : s + 64])).numpy()
-                                   for s in range(0, len(feats), 64)])
+            sims = route_similarities(reader, feats)
             logits[f] = {w: fuse(probs, sims, w) for w in WEIGHTS}
             if a.misses:
                 miss = Counter(rows[i]["caption"] for i in single if targets[i, logits[f][24][i].argmax()] == 0)
                 print(f"{name} x{f}: {sum(miss.values())} missed: {dict(miss.most_common(6))}")
         single_scores = {f"x{f} alone": {w: top1_accuracy(logits[f][w][single], targets[single]) for w in WEIGHTS}
-                         for f in factors}
+                         for f in factors if f != 1.0}  # 1.0 alone is the shipped arm
         arm_scores = {arm: {w: top1_accuracy(np.mean([logits[f][w] for f in fs], 0)[single], targets[single])
                             for w in WEIGHTS} for arm, fs in ARMS.items()}
         top1[name] = {**arm_scores, **single_scores}

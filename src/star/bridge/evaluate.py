@@ -117,12 +117,17 @@ def score_rows(
     return out
 
 
+def route_similarities(phonetic, feats: list[np.ndarray]) -> np.ndarray:
+    """The phonetic route's cosine of each prompt's frames to each category's centroid [n, k], 64 at a time."""
+    return np.concatenate([phonetic.similarities(*collate_frames(feats[s : s + 64])).numpy() for s in range(0, len(feats), 64)])
+
+
 def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: np.ndarray, vocab: list[str],
                 weights: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
     """The bridge's probabilities [n, k] fused with the phonetic route's similarities; returns the fused
     scores (at the reader's weight) and {"bridge", "phonetic", "fused": {weight: ...}} top-1 and mAP."""
     phonetic.require_vocab(vocab)
-    sims = np.concatenate([phonetic.similarities(*collate_frames(feats[s : s + 64])).numpy() for s in range(0, len(feats), 64)])
+    sims = route_similarities(phonetic, feats)
     single = targets.sum(1) == 1
 
     def figures(scores: np.ndarray) -> dict[str, float]:
@@ -172,6 +177,15 @@ def slot_accuracy(halves: np.ndarray, seq: np.ndarray, targets: np.ndarray, sing
     }
 
 
+def scored_rows(manifest: str) -> tuple[list[dict[str, Any]], str]:
+    """The prompts of `manifest` that are scored, and the set's name: a training manifest's validation
+    split ("<folder>:validation"), or every prompt of any other manifest ("<folder>")."""
+    rows = read_manifest(manifest)
+    val = [r for r in rows if r.get("split") in VAL_SPLITS]
+    name = Path(manifest).parent.name
+    return (val, f"{name}:validation") if val else (rows, name)
+
+
 def evaluate_folder(
     model_dir: str | Path, manifests: list[str], cache_dir: str | Path, cues: dict[str, Counter] | None = None,
     phonetic_dir: str | Path | None = None, fusion_weights: list[float] | None = None,
@@ -180,11 +194,7 @@ def evaluate_folder(
     phonetic = load_phonetic(phonetic_dir) if phonetic_dir else None
     result = {}
     for m in manifests:
-        rows = read_manifest(m)
-        val = [r for r in rows if r.get("split") in VAL_SPLITS]
-        name = Path(m).parent.name
-        if val:
-            rows, name = val, f"{name}:validation"
+        rows, name = scored_rows(m)
         result[name] = score_rows(model, rows, cache_dir, cues, phonetic, fusion_weights)
     return result
 
