@@ -1,6 +1,6 @@
 #!/bin/bash
 # Speak every prompt set the bridge and the phonetic route train on (configs/phonetic.json's manifests), plus
-# the festival test set and the FreeTTS validation set; a set whose manifest exists is skipped, so a stopped
+# the festival test set and the FreeTTS and Pico validation sets; a set whose manifest exists is skipped, so a stopped
 # run resumes. Commands as in docs/MODEL_CARD.md and docs/STUDY.md. ~90 min on 2 cores.
 #   bash scripts/build_route_data.sh ../shared/data/esc10
 set -euo pipefail
@@ -18,6 +18,7 @@ build() {  # build MANIFEST COMMAND...: run the command unless the manifest exis
 build $E $PY -m star.cli data build --corpus "$CORPUS" --out runs/data/esc10_train
 build runs/data/esc10_festival/prompts.jsonl $PY -m star.cli data build --corpus "$CORPUS" --out runs/data/esc10_festival --voices festival
 build runs/data/esc10_freetts/prompts.jsonl $PY -m star.bridge.respeak --manifest $E --split validation --voices freetts --out runs/data/esc10_freetts
+build runs/data/esc10_pico/prompts.jsonl $PY -m star.bridge.respeak --manifest $E --split validation --voices pico --out runs/data/esc10_pico
 build runs/bridge/expand/prompts.jsonl $PY -m star.bridge.expand --manifest $E --out runs/bridge/expand
 build runs/bridge/expand_wf/prompts.jsonl $PY -m star.bridge.expand --manifest $E --out runs/bridge/expand_wf --lexicon wordfreq \
   --skip-mined runs/bridge/expand/mined.json --per-class 40 --texts-per-word 2 --renditions 1

@@ -23,6 +23,10 @@ PIP="$VENV/bin/pip"
 # The CPU build of torch must come first: any other route resolves to multi-GB CUDA wheels.
 "$PIP" install -q torch==2.13.0
 "$PIP" install -q -e ".[dev]"
+# SVOX Pico (an optional data voice: STUDY part 20's validation set) is C source on PyPI: only with a compiler.
+if command -v cc >/dev/null 2>&1; then
+    "$PIP" install -q ttspico==0.3.2 || echo "ttspico did not build: the optional pico voices are unavailable"
+fi
 # aisfx declares dependencies that would replace torch; its code needs none beyond ours.
 "$PIP" install -q --no-deps aisfx==0.1.2
 echo "setup done: $VENV"

@@ -130,3 +130,19 @@ def test_mel_shape_and_frames():
     assert mel.shape == (64, cfg.frames(5.0)) == (64, 313)
     # a 440 Hz tone puts its energy in the low mel bins
     assert mel[:, 100].argmax() < 16
+
+
+def test_play_at_speed_moves_tempo_and_pitch_together():
+    from star.audio.io import play_at_speed
+
+    tone = _tone(SAMPLE_RATE, seconds=2.0, freq=400.0)
+    assert np.array_equal(play_at_speed(tone, 1.0), tone)
+    for factor in (0.85, 1.15):
+        played = play_at_speed(tone, factor)
+        assert played.dtype == np.float32
+        assert len(played) == pytest.approx(len(tone) / factor, rel=0.01)  # slower is longer
+        spectrum = np.abs(np.fft.rfft(played))
+        peak_hz = np.argmax(spectrum) * SAMPLE_RATE / len(played)
+        assert peak_hz == pytest.approx(400.0 * factor, rel=0.01)  # and lower
+    with pytest.raises(AudioError, match="positive"):
+        play_at_speed(tone, 0.0)

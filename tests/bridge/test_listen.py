@@ -202,3 +202,74 @@ def test_evaluate_fuses_a_phonetic_reader_and_reports_each_route(tiny_model_dir,
     voices = {"espeak" if row.get("engine") == "espeak" else row["voice"].split(":")[-1] for row in _rows(prompts_manifest)
               if row["split"] in ("val", "validation")}
     assert set(r["phoneme_error_per_voice"]) == voices and all(e >= 0.9 for e in r["phoneme_error_per_voice"].values())
+
+
+def test_readings_at_other_speeds_are_averaged_by_listen_and_evaluate(tiny_model_dir, prompts_manifest, tmp_path):
+    import shutil
+
+    from star.audio.io import play_at_speed
+    from star.bridge.evaluate import evaluate_folder, scored_rows
+    from star.bridge.model import load_stage_one
+    from star.bridge.phonetic import fuse, save_phonetic
+    from star.train.bridge_task import (
+        load_features,
+        multi_hot,
+        predict_features,
+        row_categories,
+        top1_accuracy,
+    )
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    alone = Listener.from_folder(tiny_model_dir)
+    vocab = list(alone.cfg.vocab)
+    reader = pointed_reader(vocab, "dog", 2.0)
+    reader.cfg.reading_speeds = [0.8, 1.0, 1.25]
+    save_phonetic(reader, folder)
+    row = next(r for r in _rows(prompts_manifest) if r["split"] == "train")
+    wav = load_audio(prompts_manifest.parent / row["speech"])
+    sims = reader.similarities(*alone.encoder.encode([wav])).numpy()  # the same for every reading
+    by_hand = np.mean([fuse(alone.signals(play_at_speed(wav, s))[0][None], sims, 2.0)[0] for s in (0.8, 1.0, 1.25)], 0)
+    heard = Listener.from_folder(folder).listen(wav)
+    assert np.allclose(list(heard.scores.values()), 1 / (1 + np.exp(-by_hand)), atol=1e-4)
+    reader.cfg.reading_speeds = [1.0]
+    save_phonetic(reader, folder)
+    once = Listener.from_folder(folder).listen(wav)
+    logit = lambda result: np.log([p / (1 - p) for p in result.scores.values()])
+    assert np.abs(logit(once) - logit(heard)).max() > 0.1  # the other readings count
+
+    reader.cfg.reading_speeds, reader.cfg.fusion_weight = [1.0, 0.8], 0.0  # weight 0: the bridge's readings
+    save_phonetic(reader, tmp_path / "reader")
+    cache = tmp_path / "cache"
+    (r,) = evaluate_folder(folder, [str(prompts_manifest)], cache, phonetic_dir=tmp_path / "reader").values()
+    rows = scored_rows(str(prompts_manifest))[0]
+    model = load_stage_one(folder)
+    logits = [np.log(p / (1 - p)) for p in (predict_features(model, load_features(rows, "whisper-tiny.en", cache, speed=s))[0]
+                                            for s in (1.0, 0.8))]
+    targets, single = multi_hot(rows, vocab), [i for i, x in enumerate(rows) if len(row_categories(x)) == 1]
+    assert r["top1"] == pytest.approx(top1_accuracy(np.mean(logits, 0)[single], targets[single]))
+    assert r["bridge"]["top1"] == pytest.approx(top1_accuracy(logits[0][single], targets[single]))  # as spoken
+
+
+def test_reading_speeds_must_include_the_prompt_as_spoken():
+    from star.bridge.phonetic import PhoneticConfig
+    from star.errors import StarError
+
+    for speeds in ([], [0.9, 1.1], [0.0, 1.0]):
+        with pytest.raises(StarError, match="reading_speeds"):
+            PhoneticConfig(reading_speeds=speeds).validate()
+
+
+def test_answer_rates_count_accepted_and_right_single_event_prompts(tiny_model_dir, prompts_manifest, tmp_path):
+    from star.bridge.calibrate import answer_rates
+    from star.bridge.evaluate import evaluate_folder
+
+    listener = Listener.from_folder(tiny_model_dir)
+    (top1,) = [r["top1"] for r in evaluate_folder(tiny_model_dir, [str(prompts_manifest)], tmp_path).values()]
+    (rates,) = answer_rates(listener, [str(prompts_manifest)], np.zeros(3)).values()
+    val = [r for r in _rows(prompts_manifest)
+           if r["split"] in ("val", "validation") and len({e["category"] for e in r["events"]}) == 1]
+    assert rates["prompts"] == len(val) and rates["accepted"] == 1.0
+    assert rates["accepted_right"] == pytest.approx(top1)  # everything accepted: right as often as top-1
+    (none,) = answer_rates(listener, [str(prompts_manifest)], np.array([0.0, 1.01, 0.0])).values()
+    assert none["accepted"] == none["accepted_right"] == 0.0

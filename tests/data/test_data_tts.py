@@ -1,6 +1,5 @@
 """TTS: voice selection (festival held out), synthesis per engine, VAD trimming, cache."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -10,16 +9,14 @@ from star.data import tts
 from star.data.tts import Rendition, Voice
 from star.errors import StarError
 
-needs = {e: pytest.mark.skipif(shutil.which(b) is None, reason=f"{b} not installed")
-         for e, b in tts.BINARIES.items()}
-needs["freetts"] = pytest.mark.skipif(shutil.which("java") is None or not tts.FREETTS_JAR.is_file(),
-                                      reason="freetts not installed")
+needs = {e: pytest.mark.skipif(not tts.engine_installed(e), reason=f"{e} not installed") for e in tts.ENGINES}
 
 
 def test_default_voices_never_include_festival_or_optional_engines():
     voices = tts.default_voices()
     assert {v.engine for v in voices} == {"espeak", "flite"}
     assert tts.resolve_voices(["freetts"]) == [Voice("freetts", "kevin16")]
+    assert tts.resolve_voices(["pico"]) == [Voice("pico", "en-US"), Voice("pico", "en-GB")]
     assert not tts.is_held_out(tts.resolve_voices(["freetts", "flite"]))
     assert tts.resolve_voices(None) == voices and tts.resolve_voices([]) == voices
     assert not tts.is_held_out(voices)
@@ -91,6 +88,7 @@ def test_flite_pitch_moves_the_voice():
     pytest.param("flite", "slt", (("stretch", 1.1),), marks=needs["flite"]),
     pytest.param("festival", "ked_diphone", (), marks=needs["festival"]),
     pytest.param("freetts", "kevin16", (("speed", 1.1),), marks=needs["freetts"]),
+    pytest.param("pico", "en-GB", (("pitch", 80), ("rate", 110)), marks=needs["pico"]),
 ])
 def test_synthesis_is_16k_trimmed_and_not_silent(tmp_path, engine, voice, params):
     r = Rendition(Voice(engine, voice), params)
@@ -156,3 +154,21 @@ def test_freetts_speed_and_batched_cache(tmp_path, monkeypatch):
     batched = [tts.synthesize(t, slow, cache_dir=tmp_path / "batch") for t in texts]
     assert np.array_equal(batched[0], alone)  # one Java process per text or per batch: the same audio
     assert len(batched[1]) > len(batched[2])
+
+
+@needs["pico"]
+def test_pico_rate_and_pitch():
+    text = "the rain is falling on the roof"
+    voice = Voice("pico", "en-US")
+    slow, fast = (tts.synthesize(text, Rendition(voice, (("pitch", 100), ("rate", r)))) for r in (80, 125))
+    assert 1.3 < len(slow) / len(fast) < 1.8  # rate is a percentage of the voice's own: 125 / 80 = 1.56
+    low, high = (tts.synthesize(text, Rendition(voice, (("pitch", p), ("rate", 100)))) for p in (60, 140))
+    assert 1.9 < median_f0(high) / median_f0(low) < 2.8  # 140 / 60 = 2.33
+    draws = [dict(tts.sample_rendition(voice, np.random.default_rng(i)).params) for i in range(50)]
+    assert all(80 <= d["rate"] <= 125 and 60 <= d["pitch"] <= 140 for d in draws)
+
+
+def test_a_missing_engine_names_its_install_command(monkeypatch):
+    monkeypatch.setattr(tts, "engine_installed", lambda engine: engine != "pico")
+    with pytest.raises(StarError, match="pip install ttspico"):
+        tts.check_engines([Voice("pico", "en-US"), Voice("espeak", "en-us+m1")])

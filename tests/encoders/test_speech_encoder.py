@@ -96,3 +96,20 @@ def test_invalid_input(whisper: SpeechEncoder, bad) -> None:
 def test_unknown_speech_encoder_lists_valid_names() -> None:
     with pytest.raises(StarError, match="whisper-tiny.en.*speech-embedding"):
         build_speech_encoder("hubert-xxl")
+
+
+def test_played_at_speed_hears_the_resampled_speech_and_is_cached_apart(whisper, dog_wav, tmp_path) -> None:
+    from star.audio.io import play_at_speed
+    from star.encoders.cache import FeatureCache
+    from star.encoders.speech import PlayedAtSpeed
+
+    slow = PlayedAtSpeed(whisper, 0.85)
+    assert slow.name == "whisper-tiny.en@x0.85" and (slow.dim, slow.frame_rate) == (whisper.dim, whisper.frame_rate)
+    frames = slow.encode_one(dog_wav)
+    assert np.array_equal(frames, whisper.encode_one(play_at_speed(dog_wav, 0.85)))
+    assert len(frames) == slow.num_frames(len(dog_wav)) > whisper.num_frames(len(dog_wav))  # 15 % longer
+    path = tmp_path / "dog.wav"
+    import soundfile as sf
+
+    sf.write(path, dog_wav, 16000)
+    assert FeatureCache(tmp_path, slow.name).file_for(path) != FeatureCache(tmp_path, whisper.name).file_for(path)

@@ -25,6 +25,9 @@ NUMERIC_KEYS = [
     "cascade_latency_median_ms",
     "cascade_latency_p90_ms",
     "latency_ratio",
+    "listen_latency_median_ms",
+    "listen_latency_p90_ms",
+    "listen_readings",
     "encoder_median_ms",
     "bridge_median_ms",
     "asr_median_ms",
@@ -85,4 +88,4 @@ def test_run_bench_reports_every_figure(capsys):
     assert report["real_time_factor"] == pytest.approx(report["generation_median_s"] / 5.0)
     assert report["machine_cpu"]
     text = format_report(report)
-    assert "E2E / cascade" in text and "% lower" in text and "cold start" in text
+    assert "E2E / cascade" in text and "% lower" in text and "cold start" in text and f"listen ({report['listen_readings']} readings)" in text

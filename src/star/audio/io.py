@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 
@@ -82,6 +83,17 @@ def prepare_waveform(
     if not allow_silent and float(np.max(np.abs(wav))) < SILENCE_PEAK:
         raise AudioError(f"{name}: audio is silent")
     return wav
+
+
+def play_at_speed(wav: np.ndarray, factor: float) -> np.ndarray:
+    """`wav` played `factor` times as fast (resampled: tempo, pitch and formants move together, as in
+    the speed perturbation of ASR training). The ratio is the nearest fraction with a denominator <= 40."""
+    if factor <= 0:
+        raise AudioError(f"a playing speed must be positive, not {factor}")
+    if factor == 1.0:
+        return np.asarray(wav, dtype=np.float32)
+    ratio = Fraction(factor).limit_denominator(40)
+    return resample_poly(wav, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
 def peak_normalize(wav: np.ndarray, peak_db: float = -1.0) -> np.ndarray:

@@ -5,7 +5,9 @@ Positives: spoken prompts (a manifest's validation prompts, plus held-out-voice 
 Negatives: real non-speech recordings (ESC-10 clips), synthetic noise, tones and chords, silence, and
 speech that names no sound (sentences spoken by espeak-ng), and optionally requests for sounds outside the
 vocabulary (`star.bridge.expand --oov`). Each threshold is a grid value; the chosen
-triple keeps >= `min_recall` of the prompts and rejects as many negatives as possible.
+triple keeps >= `min_recall` of the prompts and rejects as many negatives as possible. `--answer-sets`
+manifests are only scored: the share of their single-event prompts that `listen` accepts, and accepts with
+the right first event, under the chosen thresholds (STUDY part 20).
 
     python -m star.bridge.calibrate --model runs/bridge/best --manifest runs/data/esc10_train/prompts.jsonl \
         runs/data/esc10_festival/prompts.jsonl --esc10 ../shared/data/esc10 \
@@ -156,6 +158,26 @@ def spoken_requests(manifests: list[str] | tuple[str, ...]) -> dict[str, np.ndar
     return {f"oov:{r['caption']}:{r['id']}": load_audio(r["speech"]) for m in manifests for r in read_manifest(m)}
 
 
+def answer_rates(listener: Listener, manifests: list[str] | tuple[str, ...], limits: np.ndarray) -> dict:
+    """{set: {"accepted", "accepted_right", "prompts"}} over the single-event prompts of each manifest
+    (a training manifest's validation split, `scored_rows`), under thresholds `limits` [3]."""
+    from star.bridge.evaluate import scored_rows
+    from star.train.bridge_task import row_categories
+
+    out = {}
+    for m in manifests:
+        rows, name = scored_rows(m)
+        rows = [r for r in rows if len(row_categories(r)) == 1]
+        accepted = right = 0
+        for r in tqdm(rows, desc=name):
+            probs, _, sim, ratio = listener.signals(load_audio(r["speech"]))
+            if (np.array([ratio, probs.max(), sim]) >= limits).all():
+                accepted += 1
+                right += listener.cfg.vocab[int(probs.argmax())] == row_categories(r)[0]
+        out[name] = {"accepted": accepted / len(rows), "accepted_right": right / len(rows), "prompts": len(rows)}
+    return out
+
+
 def calibrate(
     model_dir: str | Path,
     manifests: list[str],
@@ -166,9 +188,11 @@ def calibrate(
     write: bool = True,
     oov: list[str] | tuple[str, ...] = (),
     oov_test: list[str] | tuple[str, ...] = (),
+    answer_sets: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Choose the thresholds; `oov` manifests add requests for unknown sounds to the negatives that choose
-    them, `oov_test` ones (held out: other sounds, festival voices) are only scored."""
+    them, `oov_test` ones (held out: other sounds, festival voices) and `answer_sets` (`answer_rates`) are
+    only scored."""
     from star.train.bridge_task import read_manifest
 
     listener = Listener.from_folder(model_dir)
@@ -222,6 +246,7 @@ def calibrate(
         "held_out_off_topic_rejection": 1 - len(test_accepted) / len(test),
         "held_out_off_topic_accepted": test_accepted,
         **held_out,
+        **({"answers": answer_rates(listener, answer_sets, limits)} if answer_sets else {}),
         "n_prompts": len(pos),
         "n_negatives": len(neg),
         "accepted_negatives": accepted,
@@ -247,10 +272,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="the speech-ratio threshold never goes above this (it only separates speech from non-speech)")
     p.add_argument("--oov", nargs="*", default=[], help="manifests of requests for unknown sounds (negatives)")
     p.add_argument("--oov-test", nargs="*", default=[], help="held-out such manifests: scored, never used to choose")
+    p.add_argument("--answer-sets", nargs="*", default=[],
+                   help="manifests whose single-event prompts are scored: accepted, and accepted with the right event")
     p.add_argument("--no-write", action="store_true", help="report only; leave bridge.json as it is")
     a = p.parse_args(argv)
     report = calibrate(a.model, a.manifest, a.esc10, a.min_recall, a.max_speech_ratio, write=not a.no_write,
-                       oov=a.oov, oov_test=a.oov_test)
+                       oov=a.oov, oov_test=a.oov_test, answer_sets=a.answer_sets)
     print(json.dumps(report, indent=1))
 
 

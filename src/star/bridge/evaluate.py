@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from star.bridge.model import load_stage_one
-from star.bridge.phonetic import WEIGHTS_NAME, fuse, load_phonetic
+from star.bridge.phonetic import WEIGHTS_NAME, fuse_readings, load_phonetic
 from star.data.captions import words as caption_words
 from star.errors import StarError
 from star.train.bridge_task import (
@@ -76,15 +76,16 @@ def score_rows(
     `cues` (`cue_counts` of the training manifests) also "top1_by_cue": for each of CUE_BUCKETS, [top1,
     prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard".
     With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP), "phoneme_error" (its CTC head) and "fused"
-    (both routes, at the reader's fusion weight and each of `fusion_weights`); the headline figures and
-    misses are then the fused ones."""
+    (both routes, at the reader's fusion weight and each of `fusion_weights`, averaged over the reader's
+    `reading_speeds` as `listen` does); the headline figures and misses are then the fused ones."""
     vocab = model.cfg.vocab
     feats = load_features(rows, model.cfg.speech_encoder, cache_dir)
     probs, _, halves = predict_features(model, feats)
     targets = multi_hot(rows, vocab)
     phonetic_figures = None
     if phonetic is not None:
-        probs, phonetic_figures = fuse_routes(phonetic, feats, probs, targets, vocab, fusion_weights or [])
+        readings = spoken_readings(model, phonetic, rows, cache_dir, feats, probs)
+        probs, phonetic_figures = fuse_routes(phonetic, readings, targets, vocab, fusion_weights or [])
         phonetic_figures.update(phoneme_errors(phonetic, feats, rows))
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     out: dict[str, Any] = {
@@ -122,20 +123,33 @@ def route_similarities(phonetic, feats: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([phonetic.similarities(*collate_frames(feats[s : s + 64])).numpy() for s in range(0, len(feats), 64)])
 
 
-def fuse_routes(phonetic, feats: list[np.ndarray], probs: np.ndarray, targets: np.ndarray, vocab: list[str],
+def spoken_readings(model, phonetic, rows: list[dict[str, Any]], cache_dir: str | Path, feats: list[np.ndarray],
+                    probs: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(bridge probabilities, route similarities) [n, k] of the prompts at each of the reader's reading
+    speeds, the prompts as spoken (`feats`, `probs`) first."""
+    readings = [(probs, route_similarities(phonetic, feats))]
+    for speed in phonetic.cfg.reading_speeds:
+        if speed != 1.0:
+            played = load_features(rows, model.cfg.speech_encoder, cache_dir, speed=speed)
+            readings.append((predict_features(model, played)[0], route_similarities(phonetic, played)))
+    return readings
+
+
+def fuse_routes(phonetic, readings: list[tuple[np.ndarray, np.ndarray]], targets: np.ndarray, vocab: list[str],
                 weights: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The bridge's probabilities [n, k] fused with the phonetic route's similarities; returns the fused
-    scores (at the reader's weight) and {"bridge", "phonetic", "fused": {weight: ...}} top-1 and mAP."""
+    """The bridge's probabilities fused with the phonetic route's similarities, averaged over `readings`
+    (`spoken_readings`); returns the fused scores [n, k] (at the reader's weight) and {"bridge",
+    "phonetic" (both as spoken), "fused": {weight: ...}} top-1 and mAP."""
     phonetic.require_vocab(vocab)
-    sims = route_similarities(phonetic, feats)
+    probs, sims = readings[0]
     single = targets.sum(1) == 1
 
     def figures(scores: np.ndarray) -> dict[str, float]:
         return {"top1": top1_accuracy(scores[single], targets[single]), "map": mean_average_precision(scores, targets)}
 
     weight = phonetic.cfg.fusion_weight
-    fused = {str(w): figures(fuse(probs, sims, w)) for w in sorted({weight, *weights})}
-    return fuse(probs, sims, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
+    fused = {str(w): figures(fuse_readings(readings, w)) for w in sorted({weight, *weights})}
+    return fuse_readings(readings, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
 
 
 def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:

@@ -9,7 +9,10 @@ caption phrasing. No ASR is involved.
 
 A model folder that also holds a phonetic reader (`phonetic.safetensors`, star.bridge.phonetic) fuses
 its word meanings into the event probabilities, and its sentence vector (in the captions' MiniLM space)
-may find the closest caption instead of the bridge's: it knows words the bridge never heard spoken.
+may find the closest caption instead of the bridge's: it knows words the bridge never heard spoken. If
+the reader has several `reading_speeds`, the recording is also read played at each of them (both routes)
+and the fused event logits are averaged (STUDY part 20); the closest caption comes from the recording as
+spoken.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import numpy as np
 import torch
 
 from star.audio import SAMPLE_RATE
-from star.audio.io import prepare_waveform
+from star.audio.io import play_at_speed, prepare_waveform
 from star.bridge.model import StageOneModel, load_stage_one
 from star.bridge.phonetic import WEIGHTS_NAME as PHONETIC_WEIGHTS
-from star.bridge.phonetic import PhoneticReader, fuse, load_phonetic
+from star.bridge.phonetic import PhoneticReader, fuse_readings, load_phonetic
 from star.errors import StarError
 
 NO_REQUEST = "no spoken sound request heard"
@@ -113,14 +116,23 @@ class Listener:
         caption_sims = self.model.caption_emb @ out.embedding[0]  # [n]
         if self.phonetic is not None:
             meaning = self.phonetic.embed(frames, mask)[0]  # [e], in the captions' text space too
-            events = (self.phonetic.prototypes @ meaning).numpy()[None]  # [1, k]
-            probs = 1 / (1 + np.exp(-fuse(probs[None], events, self.phonetic.cfg.fusion_weight)[0]))
+            readings = [(probs[None], (self.phonetic.prototypes @ meaning).numpy()[None])]  # [1, k] each
+            for speed in self.phonetic.cfg.reading_speeds:
+                if speed != 1.0:
+                    readings.append(self._reading(play_at_speed(wav, speed)))
+            probs = 1 / (1 + np.exp(-fuse_readings(readings, self.phonetic.cfg.fusion_weight)[0]))
             caption_sims = torch.maximum(caption_sims, self.model.caption_emb @ meaning)  # either route's closest
         best, sim = -1, 0.0
         if len(caption_sims):
             best = int(caption_sims.argmax())
             sim = float(caption_sims[best])
         return probs, best, sim, speech_ratio(wav)
+
+    def _reading(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bridge probabilities [1, k], route similarities [1, k]) of one waveform."""
+        frames, mask = self.encoder.encode([wav])
+        probs = torch.sigmoid(self.model.predict(frames, mask).logits).numpy()
+        return probs, self.phonetic.similarities(frames, mask).numpy()
 
     def listen(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> ListenResult:
         """One recording (mono float32) -> what was heard, or a plain no-request answer."""

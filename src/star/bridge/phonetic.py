@@ -51,6 +51,9 @@ class PhoneticConfig(JsonConfig):
     phonemes: list[str] = field(default_factory=lambda: list(PHONEMES))  # `inventory(word_boundaries)`
     vocab: list[str] = field(default_factory=list)  # event categories, in the order of `prototypes`
     fusion_weight: float = 8.0  # x each category's centred cosine, added to the bridge's logit (`fuse`)
+    # `listen` also reads the prompt played at these speeds (tempo, pitch and formants together) and
+    # averages the fused event logits of all readings (`fuse_readings`; STUDY part 20)
+    reading_speeds: list[float] = field(default_factory=lambda: [1.0])
 
     def __post_init__(self) -> None:
         if self.word_boundaries and list(self.phonemes) == list(PHONEMES):  # a config that only sets the flag
@@ -61,6 +64,8 @@ class PhoneticConfig(JsonConfig):
             raise StarError("phonetic model was trained on another phoneme inventory")
         if self.buckets < 1 or not self.ngram_sizes or min(self.ngram_sizes) < 1:
             raise StarError("phonetic config needs buckets >= 1 and n-gram sizes >= 1")
+        if not self.reading_speeds or min(self.reading_speeds) <= 0 or 1.0 not in self.reading_speeds:
+            raise StarError("phonetic reading_speeds must be positive and include 1.0 (the prompt as spoken)")
         if self.pooling not in POOLINGS:
             raise StarError(f"phonetic pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         return self
@@ -235,6 +240,12 @@ def fuse(bridge_probs: np.ndarray, similarities: np.ndarray, weight: float) -> n
     the "is this a request" thresholds; the centring does not change the ranking."""
     p = np.clip(bridge_probs, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p)) + weight * (similarities - similarities.mean(-1, keepdims=True))
+
+
+def fuse_readings(readings: Sequence[tuple[np.ndarray, np.ndarray]], weight: float) -> np.ndarray:
+    """Fused event logits [n, k] of several readings of the same prompts, averaged: each reading is
+    (bridge probabilities [n, k], route similarities [n, k]) of the prompts played at one speed."""
+    return np.mean([fuse(probs, sims, weight) for probs, sims in readings], axis=0)
 
 
 def save_phonetic(model: PhoneticReader, folder: str | Path) -> Path:

