@@ -1,6 +1,5 @@
 """TTS: voice selection (festival held out), synthesis per engine, VAD trimming, cache."""
 
-
 import numpy as np
 import pytest
 

@@ -99,6 +99,8 @@ def test_unknown_speech_encoder_lists_valid_names() -> None:
 
 
 def test_played_at_speed_hears_the_resampled_speech_and_is_cached_apart(whisper, dog_wav, tmp_path) -> None:
+    import soundfile as sf
+
     from star.audio.io import play_at_speed
     from star.encoders.cache import FeatureCache
     from star.encoders.speech import PlayedAtSpeed
@@ -109,7 +111,5 @@ def test_played_at_speed_hears_the_resampled_speech_and_is_cached_apart(whisper,
     assert np.array_equal(frames, whisper.encode_one(play_at_speed(dog_wav, 0.85)))
     assert len(frames) == slow.num_frames(len(dog_wav)) > whisper.num_frames(len(dog_wav))  # 15 % longer
     path = tmp_path / "dog.wav"
-    import soundfile as sf
-
     sf.write(path, dog_wav, 16000)
     assert FeatureCache(tmp_path, slow.name).file_for(path) != FeatureCache(tmp_path, whisper.name).file_for(path)
