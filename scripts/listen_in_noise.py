@@ -5,7 +5,7 @@ choice of events hold up in noise? Thresholds are ignored (the fused scores' bes
         --models runs/model_v12 src/star/assets/default --snr 10 5
 
 The noise of prompt i is drawn with seed i and scaled to the prompt's own power, so every model hears the
-same noisy prompts. A training manifest contributes its validation split (`scored_rows`).
+same noisy prompts. A training manifest contributes its validation split (`answer_rates`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from tqdm import tqdm
 
-from star.audio import load_audio
-from star.bridge.evaluate import scored_rows
+from star.bridge.calibrate import answer_rates
 from star.bridge.listen import Listener
-from star.train.bridge_task import row_categories
 
 
 def with_noise(wav: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
@@ -33,19 +30,15 @@ def main() -> None:
     p.add_argument("--models", nargs="+", required=True, help="model folders (bridge + phonetic reader)")
     p.add_argument("--snr", type=float, nargs="+", default=[10.0, 5.0], help="signal-to-noise ratios in dB")
     a = p.parse_args()
-    rows, name = scored_rows(a.manifest)
-    rows = [r for r in rows if len(row_categories(r)) == 1]
+    accept_all = np.full(3, -np.inf)  # thresholds ignored: "accepted and right" is then top-1
     print(f"| model | clean | {' | '.join(f'{s:g} dB' for s in a.snr)} |\n|---|" + "---:|" * (len(a.snr) + 1))
     for model in a.models:
         listener = Listener.from_folder(model)
         cells = []
         for snr in (None, *a.snr):
-            right = 0
-            for i, r in enumerate(tqdm(rows, desc=f"{model} {name} {snr}")):
-                wav = load_audio(r["speech"])
-                probs = listener.signals(wav if snr is None else with_noise(wav, snr, i))[0]
-                right += listener.cfg.vocab[int(probs.argmax())] == row_categories(r)[0]
-            cells.append(f"{right / len(rows):.3f}")
+            alter = None if snr is None else (lambda wav, i, snr=snr: with_noise(wav, snr, i))
+            (rates,) = answer_rates(listener, [a.manifest], accept_all, alter).values()
+            cells.append(f"{rates['accepted_right']:.3f}")
         print(f"| {model} | {' | '.join(cells)} |", flush=True)
 
 

@@ -21,6 +21,7 @@ import itertools
 import json
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +159,11 @@ def spoken_requests(manifests: list[str] | tuple[str, ...]) -> dict[str, np.ndar
     return {f"oov:{r['caption']}:{r['id']}": load_audio(r["speech"]) for m in manifests for r in read_manifest(m)}
 
 
-def answer_rates(listener: Listener, manifests: list[str] | tuple[str, ...], limits: np.ndarray) -> dict:
+def answer_rates(listener: Listener, manifests: list[str] | tuple[str, ...], limits: np.ndarray,
+                 alter: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
     """{set: {"accepted", "accepted_right", "prompts"}} over the single-event prompts of each manifest
-    (a training manifest's validation split, `scored_rows`), under thresholds `limits` [3]."""
+    (a training manifest's validation split, `scored_rows`), under thresholds `limits` [3]. `alter(wav, i)`,
+    if given, changes prompt i of a set before it is heard (scripts/listen_in_noise.py adds noise)."""
     from star.bridge.evaluate import scored_rows
     from star.train.bridge_task import row_categories
 
@@ -169,8 +172,9 @@ def answer_rates(listener: Listener, manifests: list[str] | tuple[str, ...], lim
         rows, name = scored_rows(m)
         rows = [r for r in rows if len(row_categories(r)) == 1]
         accepted = right = 0
-        for r in tqdm(rows, desc=name):
-            probs, _, sim, ratio = listener.signals(load_audio(r["speech"]))
+        for i, r in enumerate(tqdm(rows, desc=name)):
+            wav = load_audio(r["speech"])
+            probs, _, sim, ratio = listener.signals(wav if alter is None else alter(wav, i))
             if (np.array([ratio, probs.max(), sim]) >= limits).all():
                 accepted += 1
                 right += listener.cfg.vocab[int(probs.argmax())] == row_categories(r)[0]
