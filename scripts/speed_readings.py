@@ -53,11 +53,15 @@ def surety(reader, feats: list[np.ndarray]) -> np.ndarray:
     return np.array(out)
 
 
+def surest_factor(sure: dict[float, np.ndarray], factors: tuple[float, ...]) -> np.ndarray:
+    """The index into `factors` of each prompt's surest reading [n]."""
+    return np.stack([sure[f] for f in factors]).argmax(0)
+
+
 def surest_logits(logits: dict[float, np.ndarray], sure: dict[float, np.ndarray], factors: tuple[float, ...]) -> np.ndarray:
     """Each prompt's fused logits [n, k] from the one of `factors` the recogniser is surest of."""
-    pick = np.stack([sure[f] for f in factors]).argmax(0)
     stacked = np.stack([logits[f] for f in factors])  # [factors, n, k]
-    return stacked[pick, np.arange(stacked.shape[1])]
+    return stacked[surest_factor(sure, factors), np.arange(stacked.shape[1])]
 
 
 def main() -> None:
@@ -97,7 +101,7 @@ def main() -> None:
                             for w in WEIGHTS} for arm, fs in ARMS.items()}
         if a.surest:
             print(f"{name}: median surety " + " ".join(f"x{f} {np.median(sure[f]):.4f}" for f in factors))
-            picks = Counter(np.array(factors)[np.stack([sure[f] for f in factors]).argmax(0)[single]].tolist())
+            picks = Counter(np.array(factors)[surest_factor(sure, tuple(factors))[single]].tolist())
             print(f"{name}: single-event prompts by surest factor " + " ".join(f"x{f} {picks[f]}" for f in factors))
             arm_scores |= {arm: {w: top1_accuracy(surest_logits({f: logits[f][w] for f in fs}, sure, fs)[single],
                                                   targets[single]) for w in WEIGHTS} for arm, fs in SUREST.items()}

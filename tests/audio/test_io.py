@@ -146,3 +146,13 @@ def test_play_at_speed_moves_tempo_and_pitch_together():
         assert peak_hz == pytest.approx(400.0 * factor, rel=0.01)  # and lower
     with pytest.raises(AudioError, match="positive"):
         play_at_speed(tone, 0.0)
+
+
+def test_played_length_is_the_length_play_at_speed_returns():
+    from star.audio.io import play_at_speed, played_length
+
+    for factor in (0.85, 0.9, 1.0, 1.1, 1.15, 2.0):
+        for n in (1, 159, 16000, 32001):
+            assert played_length(n, factor) == len(play_at_speed(np.zeros(n, np.float32), factor))
+    with pytest.raises(AudioError, match="positive"):
+        played_length(100, -1.0)

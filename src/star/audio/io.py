@@ -85,15 +85,26 @@ def prepare_waveform(
     return wav
 
 
-def play_at_speed(wav: np.ndarray, factor: float) -> np.ndarray:
-    """`wav` played `factor` times as fast (resampled: tempo, pitch and formants move together, as in
-    the speed perturbation of ASR training). The ratio is the nearest fraction with a denominator <= 40."""
+def _speed_ratio(factor: float) -> Fraction:
+    """A playing speed as the nearest fraction with a denominator <= 40 (the polyphase resampling ratio)."""
     if factor <= 0:
         raise AudioError(f"a playing speed must be positive, not {factor}")
-    if factor == 1.0:
+    return Fraction(factor).limit_denominator(40)
+
+
+def play_at_speed(wav: np.ndarray, factor: float) -> np.ndarray:
+    """`wav` played `factor` times as fast (resampled: tempo, pitch and formants move together, as in
+    the speed perturbation of ASR training); `played_length` samples long."""
+    ratio = _speed_ratio(factor)
+    if ratio == 1:
         return np.asarray(wav, dtype=np.float32)
-    ratio = Fraction(factor).limit_denominator(40)
     return resample_poly(wav, ratio.denominator, ratio.numerator).astype(np.float32)
+
+
+def played_length(num_samples: int, factor: float) -> int:
+    """How many samples `play_at_speed` returns for `num_samples` (resample_poly's ceil(n * up / down))."""
+    ratio = _speed_ratio(factor)
+    return -(-num_samples * ratio.denominator // ratio.numerator)
 
 
 def peak_normalize(wav: np.ndarray, peak_db: float = -1.0) -> np.ndarray:

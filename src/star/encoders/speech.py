@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from star.audio import SAMPLE_RATE
-from star.audio.io import play_at_speed
+from star.audio.io import play_at_speed, played_length
 from star.errors import StarError
 
 
@@ -60,7 +60,7 @@ class PlayedAtSpeed(SpeechEncoder):
         self.dim, self.frame_rate = base.dim, base.frame_rate
 
     def num_frames(self, num_samples: int) -> int:
-        return self.base.num_frames(len(play_at_speed(np.zeros(num_samples, np.float32), self.factor)))
+        return self.base.num_frames(played_length(num_samples, self.factor))
 
     def _encode_items(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
         return self.base._encode_items([play_at_speed(w, self.factor) for w in wavs])
