@@ -96,6 +96,11 @@ def test_evaluate_folder_scores_validation_and_lists_misses(tiny_model_dir, prom
     n_val = sum(1 for row in _rows(prompts_manifest) if row["split"] in ("val", "validation"))
     assert r["prompts"] == n_val and 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["map"] <= 1.0
     assert sum(r["misses"].values()) == round((1 - r["top1"]) * r["single"])
+    singles = [row for row in _rows(prompts_manifest)
+               if row["split"] in ("val", "validation") and len({e["category"] for e in row["events"]}) == 1]
+    assert r["wordings"] == len({row["caption"] for row in singles})
+    lo, hi = r["top1_interval"]
+    assert lo <= r["top1"] <= hi
 
 
 def test_slot_accuracy_on_hand_computed_halves():

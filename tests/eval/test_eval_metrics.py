@@ -17,6 +17,7 @@ from star.eval.metrics import (
     WordErrorRate,
     event_time,
     frechet_distance,
+    grouped_interval,
     normalize_text,
     word_edits,
 )
@@ -144,3 +145,27 @@ def test_word_error_rate():
     assert wer.compute() == pytest.approx(2 / 6)
     wer.update("crackling fire", "")  # insertions count, no reference words added
     assert wer.compute() == pytest.approx(4 / 6)
+
+
+def test_grouped_interval_counts_groups_not_items():
+    # 10 wordings of 8 renditions each; one wording is missed in every rendition (share 0.9).
+    correct = [w != 0 for w in range(10) for _ in range(8)]
+    wordings = [w for w in range(10) for _ in range(8)]
+    lo, hi = grouped_interval(correct, wordings)
+    # Resampling 10 wordings: the 2.5 % tail draws the missed one 3 times (share 0.7); a quarter of draws miss it.
+    assert (lo, hi) == (0.7, 1.0)
+    # The same 80 items as if independent: a binomial interval around 0.9, far narrower.
+    lo_items, hi_items = grouped_interval(correct, list(range(80)))
+    assert lo < lo_items < 0.9 < hi_items < hi
+    assert grouped_interval(correct, wordings, seed=3) == grouped_interval(correct, wordings, seed=3)
+
+
+def test_grouped_interval_edges_and_bad_input():
+    assert grouped_interval([True] * 5, ["a", "a", "b", "b", "c"]) == (1.0, 1.0)
+    assert grouped_interval([False, False], ["a", "b"]) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        grouped_interval([True, False], ["a"])
+    with pytest.raises(ValueError):
+        grouped_interval([], [])
+    with pytest.raises(ValueError):
+        grouped_interval([True], ["a"], level=1.0)

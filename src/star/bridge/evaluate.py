@@ -23,6 +23,7 @@ from star.bridge.model import load_stage_one
 from star.bridge.phonetic import WEIGHTS_NAME, fuse_readings, load_phonetic
 from star.data.captions import words as caption_words
 from star.errors import StarError
+from star.eval.metrics import grouped_interval
 from star.train.bridge_task import (
     VAL_SPLITS,
     collate_frames,
@@ -72,7 +73,8 @@ def score_rows(
     model, rows: list[dict[str, Any]], cache_dir: str | Path, cues: dict[str, Counter] | None = None,
     phonetic=None, fusion_weights: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Figures for one set of prompts: map, top1, top1 per voice, and misses (caption -> count); with
+    """Figures for one set of prompts: map, top1 (with "top1_interval", its 95 % interval when whole wordings
+    are resampled, and "wordings"), top1 per voice, and misses (caption -> count); with
     `cues` (`cue_counts` of the training manifests) also "top1_by_cue": for each of CUE_BUCKETS, [top1,
     prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard".
     With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP), "phoneme_error" (its CTC head) and "fused"
@@ -95,6 +97,12 @@ def score_rows(
         "top1": top1_accuracy(probs[single], targets[single]),
         "top1_per_voice": {},
     }
+    if len(single):
+        # The renditions of one wording are right or wrong together, so the wordings are the sample size.
+        captions = [rows[i]["caption"] for i in single]
+        right = targets[single, probs[single].argmax(1)] > 0
+        out["wordings"] = len(set(captions))
+        out["top1_interval"] = list(grouped_interval(right, captions))
     for voice in sorted({voice_name(rows[i]) for i in single}):
         idx = [i for i in single if voice_name(rows[i]) == voice]
         out["top1_per_voice"][voice] = top1_accuracy(probs[idx], targets[idx])
@@ -237,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in res.items():
         per_voice = r["top1_per_voice"] if len(r["top1_per_voice"]) <= 8 else {}  # not the 100+ training voices
         voices = " ".join(f"{v}={t:.3f}" for v, t in per_voice.items())
-        print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f} ({r['single']} single) {voices}")
+        interval = " [{:.3f}-{:.3f} over {} wordings]".format(*r["top1_interval"], r["wordings"]) if "wordings" in r else ""
+        print(f"{name}: mAP {r['map']:.3f} top-1 {r['top1']:.3f}{interval} ({r['single']} single) {voices}")
         if "fused" in r:
             print("   bridge alone: top-1 {top1:.3f} mAP {map:.3f}; ".format(**r["bridge"])
                   + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"])

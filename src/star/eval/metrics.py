@@ -201,6 +201,24 @@ class BothEventsPresent(_Rate):
         self._add([set(top.tolist()) == set(pair.tolist()) for top, pair in zip(top2, t, strict=True)])
 
 
+def grouped_interval(correct: Sequence[bool], groups: Sequence, level: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the share of `correct` items when items come in `groups` that tend to
+    succeed or fail together (the renditions of one spoken wording): whole groups are resampled, so the width
+    reflects how many groups there are, not how many items."""
+    hits = np.asarray(correct, dtype=np.float64)
+    if hits.ndim != 1 or len(hits) == 0 or len(groups) != len(hits):
+        raise ValueError(f"need one group per item and at least one item: {len(hits)} items, {len(groups)} groups")
+    if not 0 < level < 1 or resamples < 1:
+        raise ValueError(f"level must lie in (0, 1) and resamples be positive, got {level}, {resamples}")
+    _, index = np.unique([str(g) for g in groups], return_inverse=True)
+    sums, counts = np.bincount(index, weights=hits), np.bincount(index).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
+    shares = sums[draws].sum(1) / counts[draws].sum(1)
+    tail = (1 - level) / 2
+    return float(np.quantile(shares, tail)), float(np.quantile(shares, 1 - tail))
+
+
 def event_time(frame_proba: np.ndarray, times: np.ndarray, cls: int, method: str = "centroid") -> float | None:
     """When class `cls` happens in a clip, from frame posteriors [t, c] at `times` [t] (seconds).
 
