@@ -152,7 +152,7 @@ def test_grouped_interval_counts_groups_not_items():
     correct = [w != 0 for w in range(10) for _ in range(8)]
     wordings = [w for w in range(10) for _ in range(8)]
     lo, hi = grouped_interval(correct, wordings)
-    # Resampling 10 wordings: the 2.5 % tail draws the missed one 3 times (share 0.7); a quarter of draws miss it.
+    # Resampling 10 wordings: the 2.5 % tail draws the missed one 3 times (share 0.7); a third of draws lack it.
     assert (lo, hi) == (0.7, 1.0)
     # The same 80 items as if independent: a binomial interval around 0.9, far narrower.
     lo_items, hi_items = grouped_interval(correct, list(range(80)))
