@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,9 @@ def test_a_small_run_writes_the_page_with_every_section(tmp_path, capsys):
                     "## What the model hears"):
         assert section in page
     assert page.count("\n| dog | ") == 1 and page.count("\n| rooster | ") == 1
+    # Each top-1 of what the model hears carries its interval over wordings, around it.
+    heard = re.findall(r"\| \*\*(\d\.\d{3})\*\* \| (\d\.\d{3})-(\d\.\d{3}) \((\d+)\) \|", page)
+    assert heard and all(float(lo) <= float(top1) <= float(hi) and int(n) > 0 for top1, lo, hi, n in heard)
     assert (docs / "figures" / "acceptance_0.png").stat().st_size > 1000
     clips = json.loads((tmp_path / "run" / "scores.json").read_text())["clips"]
     assert len(clips["e2e"]) == len(clips["cascade"]) == 3 * 2 + 2

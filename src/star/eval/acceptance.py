@@ -173,17 +173,19 @@ def scene_lines(clips: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def bridge_lines(figures: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
-    """Top-1 of the event front end per prompt set {name: (wording, star.bridge.evaluate figures)}: the
-    bridge's event head, fused with the phonetic route when the model has one (then each route alone too)."""
+    """Top-1 of the event front end per prompt set {name: (wording, star.bridge.evaluate figures)}, with its
+    interval over whole wordings: the bridge's event head, fused with the phonetic route when the model has one
+    (then each route alone too)."""
     fused = all("fused" in f for _, f in figures.values())
     extra = " bridge alone | phonetic route alone |" if fused else ""
-    lines = ["| prompts | wording | single-event prompts | top-1 | kal | ked | slt |" + extra,
-             "|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if fused else "")]
+    lines = ["| prompts | wording | single-event prompts | top-1 | 95 % interval (wordings) | kal | ked | slt |" + extra,
+             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if fused else "")]
     for name, (wording, f) in figures.items():
         per_voice = [f["top1_per_voice"].get(v) for v in FESTIVAL_VOICES]
         routes = f" {f['bridge']['top1']:.3f} | {f['phonetic']['top1']:.3f} |" if fused else ""
+        interval = "{:.3f}-{:.3f} ({})".format(*f["top1_interval"], f["wordings"]) if "wordings" in f else "–"
         lines.append(
-            f"| {name} | {wording} | {f['single']} | **{f['top1']:.3f}** | "
+            f"| {name} | {wording} | {f['single']} | **{f['top1']:.3f}** | {interval} | "
             + " | ".join("–" if v is None else f"{v:.3f}" for v in per_voice) + " |" + routes
         )
     return lines
@@ -236,7 +238,9 @@ def build_page(
     if bridge:
         parts += [
             "", "## What the model hears (stage 1): event top-1 on single-event prompts", "",
-            "The bridge's event head, fused with the phonetic route (STUDY.md part 10) when the model has one.", "",
+            ("The bridge's event head, fused with the phonetic route (STUDY.md part 10) when the model has one. "
+             "A wording's renditions are right or wrong together, so each top-1's 95 % interval resamples whole "
+             "wordings (STUDY.md part 25)."), "",
             *bridge_lines(bridge), "",
             "Missed phrasings (prompt -> the answer, count): "
             + ("; ".join(f"\"{k}\" {v}" for k, v in misses[:20]) if misses else "none") + ".",
