@@ -90,6 +90,8 @@ def score_rows(
         probs, phonetic_figures = fuse_routes(phonetic, readings, targets, vocab, fusion_weights or [])
         phonetic_figures.update(phoneme_errors(phonetic, feats, rows))
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
+    answer = probs.argmax(1)
+    right = targets[single, answer[single]] > 0  # per single-event prompt: the top answer is the asked event
     out: dict[str, Any] = {
         "prompts": len(rows),
         "single": len(single),
@@ -100,17 +102,12 @@ def score_rows(
     if len(single):
         # The renditions of one wording are right or wrong together, so the wordings are the sample size.
         captions = [rows[i]["caption"] for i in single]
-        right = targets[single, probs[single].argmax(1)] > 0
         out["wordings"] = len(set(captions))
         out["top1_interval"] = list(grouped_interval(right, captions))
     for voice in sorted({voice_name(rows[i]) for i in single}):
         idx = [i for i in single if voice_name(rows[i]) == voice]
         out["top1_per_voice"][voice] = top1_accuracy(probs[idx], targets[idx])
-    misses = Counter(
-        f"{rows[i]['caption']} -> {vocab[int(probs[i].argmax())]}"
-        for i in single
-        if targets[i, probs[i].argmax()] == 0
-    )
+    misses = Counter(f"{rows[i]['caption']} -> {vocab[int(answer[i])]}" for i, ok in zip(single, right) if not ok)
     out["misses"] = dict(misses.most_common())
     if phonetic_figures is not None:
         out.update(phonetic_figures)
