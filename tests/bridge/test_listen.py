@@ -209,6 +209,46 @@ def test_evaluate_fuses_a_phonetic_reader_and_reports_each_route(tiny_model_dir,
     assert set(r["phoneme_error_per_voice"]) == voices and all(e >= 0.9 for e in r["phoneme_error_per_voice"].values())
 
 
+def test_evaluate_scores_the_route_on_each_captions_true_phonemes(tiny_model_dir, prompts_manifest, tmp_path):
+    """"true_phonemes": the bag reads each caption's own phonemes instead of what the CTC head heard."""
+    import torch
+
+    from star.bridge.evaluate import evaluate_folder, scored_rows
+    from star.bridge.model import load_stage_one
+    from star.bridge.phonetic import PhoneticConfig, PhoneticReader, fuse, save_phonetic
+    from star.data.phonemes import text_phoneme_ids
+    from star.train.bridge_task import (
+        collate_frames,
+        load_features,
+        multi_hot,
+        predict_features,
+        top1_accuracy,
+    )
+
+    vocab = list(Listener.from_folder(tiny_model_dir).cfg.vocab)
+    torch.manual_seed(0)
+    reader = PhoneticReader(PhoneticConfig(ctc_width=16, ctc_layers=1, buckets=64, bag_dim=8, vocab=vocab,
+                                           fusion_weight=4.0)).eval()  # untrained, but its bag reads its input
+    with torch.no_grad():
+        reader.prototypes.copy_(torch.nn.functional.normalize(torch.randn(len(vocab), reader.cfg.out_dim), dim=1))
+    save_phonetic(reader, tmp_path / "reader")
+    cache = tmp_path / "cache"
+    (r,) = evaluate_folder(tiny_model_dir, [str(prompts_manifest)], cache, phonetic_dir=tmp_path / "reader").values()
+
+    rows = scored_rows(str(prompts_manifest))[0]
+    feats = load_features(rows, "whisper-tiny.en", cache)
+    with torch.no_grad():
+        true = (reader.bag(text_phoneme_ids([x["caption"] for x in rows])) @ reader.prototypes.T).numpy()
+    heard = reader.similarities(*collate_frames(feats)).numpy()
+    assert not np.allclose(true, heard, atol=1e-3)  # an untrained head does not hear the captions' phonemes
+    targets = multi_hot(rows, vocab)
+    single = targets.sum(1) == 1
+    fused = fuse(predict_features(load_stage_one(tiny_model_dir), feats)[0], true, 4.0)
+    assert r["true_phonemes"]["phonetic"]["top1"] == pytest.approx(top1_accuracy(true[single], targets[single]))
+    assert r["true_phonemes"]["fused"]["top1"] == pytest.approx(top1_accuracy(fused[single], targets[single]))
+    assert sum(r["true_phonemes"]["misses"].values()) == round((1 - r["true_phonemes"]["fused"]["top1"]) * single.sum())
+
+
 def test_readings_at_other_speeds_are_averaged_by_listen_and_evaluate(tiny_model_dir, prompts_manifest, tmp_path):
     import shutil
 

@@ -28,9 +28,10 @@ def tiny(**kw) -> PhoneticConfig:
                           vocab=["dog", "rain"], **kw)
 
 
-def test_ctc_shapes_and_padding_does_not_change_real_frames():
+@pytest.mark.parametrize("centre", [False, True])
+def test_ctc_shapes_and_padding_does_not_change_real_frames(centre):
     torch.manual_seed(0)
-    ctc = PhonemeCTC(tiny()).eval()
+    ctc = PhonemeCTC(tiny(ctc_centre=centre)).eval()
     x = torch.randn(1, 10, 16)
     alone = ctc(x, torch.ones(1, 10, dtype=torch.bool))
     padded = torch.cat([x, torch.randn(1, 5, 16)], 1)  # garbage after the end
@@ -39,6 +40,16 @@ def test_ctc_shapes_and_padding_does_not_change_real_frames():
     out = ctc(padded, mask)
     assert out.shape == (1, 15, len(tiny().phonemes) + 1)
     assert torch.allclose(out[:, :10], alone, atol=1e-5)
+
+
+def test_a_centred_head_ignores_what_is_constant_over_the_prompt():
+    torch.manual_seed(0)
+    centred, plain = (PhonemeCTC(tiny(ctc_centre=c)).eval() for c in (True, False))
+    plain.load_state_dict(centred.state_dict())
+    x, mask = torch.randn(1, 10, 16), torch.ones(1, 10, dtype=torch.bool)
+    shifted = x + 3 * torch.randn(1, 1, 16)  # the same prompt in another "voice": one offset on every frame
+    assert torch.allclose(centred(x, mask), centred(shifted, mask), atol=1e-5)
+    assert not torch.allclose(plain(x, mask), plain(shifted, mask), atol=1e-2)
 
 
 def test_greedy_decoding_collapses_repeats_and_blanks_within_the_mask():

@@ -79,7 +79,8 @@ def score_rows(
     prompts] of the single-event prompts whose cue was heard that often, and "words_never_heard".
     With a `phonetic` reader (star.bridge.phonetic) also "phonetic" (its own top-1 and mAP), "phoneme_error" (its CTC head) and "fused"
     (both routes, at the reader's fusion weight and each of `fusion_weights`, averaged over the reader's
-    `reading_speeds` as `listen` does); the headline figures and misses are then the fused ones."""
+    `reading_speeds` as `listen` does), and "true_phonemes" (`true_phoneme_figures`); the headline figures
+    and misses are then the fused ones."""
     vocab = model.cfg.vocab
     feats = load_features(rows, model.cfg.speech_encoder, cache_dir)
     probs, _, halves = predict_features(model, feats)
@@ -89,6 +90,7 @@ def score_rows(
         readings = spoken_readings(model, phonetic, rows, cache_dir, feats, probs)
         probs, phonetic_figures = fuse_routes(phonetic, readings, targets, vocab, fusion_weights or [])
         phonetic_figures.update(phoneme_errors(phonetic, feats, rows))
+        phonetic_figures["true_phonemes"] = true_phoneme_figures(phonetic, readings, rows, targets)
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
     answer = probs.argmax(1)
     right = targets[single, answer[single]] > 0  # per single-event prompt: the top answer is the asked event
@@ -147,14 +149,37 @@ def fuse_routes(phonetic, readings: list[tuple[np.ndarray, np.ndarray]], targets
     "phonetic" (both as spoken), "fused": {weight: ...}} top-1 and mAP."""
     phonetic.require_vocab(vocab)
     probs, sims = readings[0]
-    single = targets.sum(1) == 1
-
-    def figures(scores: np.ndarray) -> dict[str, float]:
-        return {"top1": top1_accuracy(scores[single], targets[single]), "map": mean_average_precision(scores, targets)}
-
     weight = phonetic.cfg.fusion_weight
-    fused = {str(w): figures(fuse_readings(readings, w)) for w in sorted({weight, *weights})}
-    return fuse_readings(readings, weight), {"bridge": figures(probs), "phonetic": figures(sims), "fused": fused}
+    fused = {str(w): route_figures(fuse_readings(readings, w), targets) for w in sorted({weight, *weights})}
+    return fuse_readings(readings, weight), {"bridge": route_figures(probs, targets), "phonetic": route_figures(sims, targets),
+                                             "fused": fused}
+
+
+def route_figures(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Top-1 over the single-event prompts and mAP over all, of scores [n, k]."""
+    single = targets.sum(1) == 1
+    return {"top1": top1_accuracy(scores[single], targets[single]), "map": mean_average_precision(scores, targets)}
+
+
+def true_phoneme_figures(phonetic, readings: list[tuple[np.ndarray, np.ndarray]], rows: list[dict[str, Any]],
+                         targets: np.ndarray) -> dict[str, Any]:
+    """What the prompts would score if the CTC head heard every phoneme right: the bag reads each caption's
+    own phonemes (espeak-ng's, as in its training) in place of the head's reading at every reading speed, and
+    the bridge's readings stay as they are. {"phonetic", "fused" (at the reader's weight): top-1 and mAP,
+    "misses": fused misses of single-event prompts}. An error that is gone here is one of hearing; one
+    that stays is the bag's reading or the bridge's (STUDY part 26)."""
+    import torch
+
+    from star.data.phonemes import text_phoneme_ids
+
+    ids = text_phoneme_ids([r["caption"] for r in rows], phonetic.cfg.word_boundaries)
+    with torch.no_grad():
+        sims = np.concatenate([(phonetic.bag(ids[s : s + 256]) @ phonetic.prototypes.T).numpy() for s in range(0, len(ids), 256)])
+    fused = fuse_readings([(probs, sims) for probs, _ in readings], phonetic.cfg.fusion_weight)
+    single = np.flatnonzero(targets.sum(1) == 1)
+    vocab = phonetic.cfg.vocab
+    misses = Counter(f"{rows[i]['caption']} -> {vocab[int(fused[i].argmax())]}" for i in single if targets[i, fused[i].argmax()] == 0)
+    return {"phonetic": route_figures(sims, targets), "fused": route_figures(fused, targets), "misses": dict(misses.most_common())}
 
 
 def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -249,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
                   + "phonetic route alone: top-1 {top1:.3f} mAP {map:.3f}".format(**r["phonetic"])
                   + f"; phoneme error {r['phoneme_error']:.3f}")
             print("   phoneme error by voice: " + " ".join(f"{v}={e:.3f}" for v, e in r["phoneme_error_per_voice"].items()))
+            true = r["true_phonemes"]
+            print("   with every phoneme heard right: phonetic route alone top-1 {:.3f}, fused top-1 {:.3f} ({} misses)".format(
+                true["phonetic"]["top1"], true["fused"]["top1"], sum(true["misses"].values())))
             print("   fused, by weight: " + ", ".join(f"{w}: top-1 {f['top1']:.3f} mAP {f['map']:.3f}" for w, f in r["fused"].items()))
         if "slots" in r:
             print(f"   halves right: sequences {r['slots']['sequences']:.3f}, single events {r['slots']['single']:.3f}")

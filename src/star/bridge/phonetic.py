@@ -40,6 +40,9 @@ class PhoneticConfig(JsonConfig):
     in_dim: int = 384  # speech frame size (whisper-tiny.en)
     ctc_width: int = 256
     ctc_layers: int = 2  # residual conv layers (kernel 5) over the frames
+    # The head reads each prompt's frames minus their mean over the prompt (per channel), as cepstral mean
+    # normalisation removes what is constant over an utterance: the voice's timbre, the channel.
+    ctc_centre: bool = False
     buckets: int = 1 << 17  # hashed phoneme n-gram table rows
     bag_dim: int = 128
     ngram_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -78,6 +81,7 @@ class PhonemeCTC(nn.Module):
     def __init__(self, cfg: PhoneticConfig):
         super().__init__()
         w = cfg.ctc_width
+        self.centre = cfg.ctc_centre
         self.inp = nn.Sequential(nn.LayerNorm(cfg.in_dim), nn.Linear(cfg.in_dim, w), nn.GELU())
         self.convs = nn.ModuleList([nn.Conv1d(w, w, 5, padding=2) for _ in range(cfg.ctc_layers)])
         self.norms = nn.ModuleList([nn.LayerNorm(w) for _ in range(cfg.ctc_layers)])
@@ -86,6 +90,8 @@ class PhonemeCTC(nn.Module):
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask.unsqueeze(-1).float()  # [b, t, 1]; padding must not leak into real frames via the convs
+        if self.centre:
+            frames = frames - (frames * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)
         h = self.inp(frames) * keep  # [b, t, w]
         for conv, norm in zip(self.convs, self.norms):
             h = (h + self.drop(F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2)))) * keep
