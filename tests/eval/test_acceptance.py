@@ -75,6 +75,12 @@ def test_a_small_run_writes_the_page_with_every_section(tmp_path, capsys):
     # Each top-1 of what the model hears carries its interval over wordings, around it.
     heard = re.findall(r"\| \*\*(\d\.\d{3})\*\* \| (\d\.\d{3})-(\d\.\d{3}) \((\d+)\) \|", page)
     assert heard and all(float(lo) <= float(top1) <= float(hi) and int(n) > 0 for top1, lo, hi, n in heard)
+    # The default model has a phonetic route: each row ends with both routes alone and the top-1 with every
+    # phoneme heard right, a number in every row.
+    header = next(line for line in page.splitlines() if line.startswith("| prompts | wording |"))
+    assert header.endswith("| bridge alone | phonetic route alone | top-1 if every phoneme were heard right |")
+    rows = [line for line in page.splitlines() if re.match(r"\| .* \| \*\*\d\.\d{3}\*\* \|", line)]
+    assert rows and all(line.count("|") == header.count("|") and re.search(r"\| \d\.\d{3} \|$", line) for line in rows)
     assert (docs / "figures" / "acceptance_0.png").stat().st_size > 1000
     clips = json.loads((tmp_path / "run" / "scores.json").read_text())["clips"]
     assert len(clips["e2e"]) == len(clips["cascade"]) == 3 * 2 + 2

@@ -175,14 +175,15 @@ def scene_lines(clips: dict[str, list[dict[str, Any]]]) -> list[str]:
 def bridge_lines(figures: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
     """Top-1 of the event front end per prompt set {name: (wording, star.bridge.evaluate figures)}, with its
     interval over whole wordings: the bridge's event head, fused with the phonetic route when the model has one
-    (then each route alone too)."""
+    (then each route alone too, and the fused top-1 with every phoneme heard right)."""
     fused = all("fused" in f for _, f in figures.values())
-    extra = " bridge alone | phonetic route alone |" if fused else ""
+    extra = " bridge alone | phonetic route alone | top-1 if every phoneme were heard right |" if fused else ""
     lines = ["| prompts | wording | single-event prompts | top-1 | 95 % interval (wordings) | kal | ked | slt |" + extra,
-             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if fused else "")]
+             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if fused else "")]
     for name, (wording, f) in figures.items():
         per_voice = [f["top1_per_voice"].get(v) for v in FESTIVAL_VOICES]
-        routes = f" {f['bridge']['top1']:.3f} | {f['phonetic']['top1']:.3f} |" if fused else ""
+        routes = (f" {f['bridge']['top1']:.3f} | {f['phonetic']['top1']:.3f} | {f['true_phonemes']['fused']['top1']:.3f} |"
+                  if fused else "")
         interval = "{:.3f}-{:.3f} ({})".format(*f["top1_interval"], f["wordings"]) if "wordings" in f else "–"
         lines.append(
             f"| {name} | {wording} | {f['single']} | **{f['top1']:.3f}** | {interval} | "
@@ -240,7 +241,9 @@ def build_page(
             "", "## What the model hears (stage 1): event top-1 on single-event prompts", "",
             ("The bridge's event head, fused with the phonetic route (STUDY.md part 10) when the model has one. "
              "A wording's renditions are right or wrong together, so each top-1's 95 % interval resamples whole "
-             "wordings (STUDY.md part 25)."), "",
+             "wordings (STUDY.md part 25). The last column is the fused top-1 with the phonetic route reading each "
+             "caption's own phonemes instead of what its recogniser heard: what is left there is not hearing "
+             "(STUDY.md part 26)."), "",
             *bridge_lines(bridge), "",
             "Missed phrasings (prompt -> the answer, count): "
             + ("; ".join(f"\"{k}\" {v}" for k, v in misses[:20]) if misses else "none") + ".",
