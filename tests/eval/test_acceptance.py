@@ -77,10 +77,11 @@ def test_a_small_run_writes_the_page_with_every_section(tmp_path, capsys):
     assert heard and all(float(lo) <= float(top1) <= float(hi) and int(n) > 0 for top1, lo, hi, n in heard)
     # The default model has a phonetic route: each row ends with both routes alone and the top-1 with every
     # phoneme heard right, a number in every row.
-    header = next(line for line in page.splitlines() if line.startswith("| prompts | wording |"))
-    assert header.endswith("| bridge alone | phonetic route alone | top-1 if every phoneme were heard right |")
-    rows = [line for line in page.splitlines() if re.match(r"\| .* \| \*\*\d\.\d{3}\*\* \|", line)]
-    assert rows and all(line.count("|") == header.count("|") and re.search(r"\| \d\.\d{3} \|$", line) for line in rows)
+    lines = page.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| prompts | wording |"))
+    assert lines[at].endswith("| bridge alone | phonetic route alone | top-1 if every phoneme were heard right |")
+    rows = lines[at + 2 : lines.index("", at)]  # below the header and its alignment line, up to the blank line
+    assert rows and all(r.count("|") == lines[at].count("|") and re.search(r"\| \d\.\d{3} \|$", r) for r in rows)
     assert (docs / "figures" / "acceptance_0.png").stat().st_size > 1000
     clips = json.loads((tmp_path / "run" / "scores.json").read_text())["clips"]
     assert len(clips["e2e"]) == len(clips["cascade"]) == 3 * 2 + 2

@@ -176,9 +176,9 @@ def true_phoneme_figures(phonetic, readings: list[tuple[np.ndarray, np.ndarray]]
     with torch.no_grad():
         sims = np.concatenate([(phonetic.bag(ids[s : s + 256]) @ phonetic.prototypes.T).numpy() for s in range(0, len(ids), 256)])
     fused = fuse_readings([(probs, sims) for probs, _ in readings], phonetic.cfg.fusion_weight)
-    single = np.flatnonzero(targets.sum(1) == 1)
-    vocab = phonetic.cfg.vocab
-    misses = Counter(f"{rows[i]['caption']} -> {vocab[int(fused[i].argmax())]}" for i in single if targets[i, fused[i].argmax()] == 0)
+    answer = fused.argmax(1)
+    misses = Counter(f"{rows[i]['caption']} -> {phonetic.cfg.vocab[answer[i]]}" for i in np.flatnonzero(targets.sum(1) == 1)
+                     if targets[i, answer[i]] == 0)
     return {"phonetic": route_figures(sims, targets), "fused": route_figures(fused, targets), "misses": dict(misses.most_common())}
 
 
