@@ -92,8 +92,7 @@ def score_rows(
         phonetic_figures.update(phoneme_errors(phonetic, feats, rows))
         phonetic_figures["true_phonemes"] = true_phoneme_figures(phonetic, readings, rows, targets)
     single = np.array([i for i, r in enumerate(rows) if len(row_categories(r)) == 1], dtype=int)
-    answer = probs.argmax(1)
-    right = targets[single, answer[single]] > 0  # per single-event prompt: the top answer is the asked event
+    right, misses = single_event_misses(rows, single, probs, targets, vocab)
     out: dict[str, Any] = {
         "prompts": len(rows),
         "single": len(single),
@@ -109,8 +108,7 @@ def score_rows(
     for voice in sorted({voice_name(rows[i]) for i in single}):
         idx = [i for i in single if voice_name(rows[i]) == voice]
         out["top1_per_voice"][voice] = top1_accuracy(probs[idx], targets[idx])
-    misses = Counter(f"{rows[i]['caption']} -> {vocab[int(answer[i])]}" for i, ok in zip(single, right) if not ok)
-    out["misses"] = dict(misses.most_common())
+    out["misses"] = misses
     if phonetic_figures is not None:
         out.update(phonetic_figures)
     if cues is not None:
@@ -123,6 +121,16 @@ def score_rows(
     if halves is not None and model.cfg.order_slots:
         out["slots"] = slot_accuracy(halves, order_targets(rows, vocab), targets, single)
     return out
+
+
+def single_event_misses(rows: list[dict[str, Any]], single: np.ndarray, scores: np.ndarray, targets: np.ndarray,
+                        vocab: list[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """For the single-event prompts (indices `single`): whether each one's top answer in `scores` [n, k] is the
+    asked event, and the misses ("caption -> answer" -> count, most first)."""
+    answer = scores[single].argmax(1)
+    right = targets[single, answer] > 0
+    misses = Counter(f"{rows[i]['caption']} -> {vocab[int(a)]}" for i, a, ok in zip(single, answer, right) if not ok)
+    return right, dict(misses.most_common())
 
 
 def route_similarities(phonetic, feats: list[np.ndarray]) -> np.ndarray:
@@ -176,10 +184,8 @@ def true_phoneme_figures(phonetic, readings: list[tuple[np.ndarray, np.ndarray]]
     with torch.no_grad():
         sims = np.concatenate([(phonetic.bag(ids[s : s + 256]) @ phonetic.prototypes.T).numpy() for s in range(0, len(ids), 256)])
     fused = fuse_readings([(probs, sims) for probs, _ in readings], phonetic.cfg.fusion_weight)
-    answer = fused.argmax(1)
-    misses = Counter(f"{rows[i]['caption']} -> {phonetic.cfg.vocab[answer[i]]}" for i in np.flatnonzero(targets.sum(1) == 1)
-                     if targets[i, answer[i]] == 0)
-    return {"phonetic": route_figures(sims, targets), "fused": route_figures(fused, targets), "misses": dict(misses.most_common())}
+    _, misses = single_event_misses(rows, np.flatnonzero(targets.sum(1) == 1), fused, targets, phonetic.cfg.vocab)
+    return {"phonetic": route_figures(sims, targets), "fused": route_figures(fused, targets), "misses": misses}
 
 
 def voice_groups(rows: list[dict[str, Any]]) -> dict[str, list[int]]:

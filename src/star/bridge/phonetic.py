@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from star.bridge.base import masked_mean
 from star.config import JsonConfig
 from star.data.phonemes import PHONEMES, inventory
 from star.errors import StarError
@@ -91,7 +92,7 @@ class PhonemeCTC(nn.Module):
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask.unsqueeze(-1).float()  # [b, t, 1]; padding must not leak into real frames via the convs
         if self.centre:
-            frames = frames - (frames * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)
+            frames = frames - masked_mean(frames, mask).unsqueeze(1)
         h = self.inp(frames) * keep  # [b, t, w]
         for conv, norm in zip(self.convs, self.norms):
             h = (h + self.drop(F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2)))) * keep
