@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--notes", help="Markdown file appended to the page (e.g. the stage-1 experiments log)")
     args = p.parse_args(argv)
     args.argv = argv
-    # One thread for torch and for every BLAS/OpenMP pool (sklearn's probes, CTranslate2 on the noisy copies):
+    # One thread for torch and for every BLAS/OpenMP pool (sklearn's probes, encoding the noisy copies):
     # with more, sums are ordered by the machine's core count and the table's figures moved between a
     # 1- and a 2-thread run of the same command.
     from threadpoolctl import threadpool_limits
